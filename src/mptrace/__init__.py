@@ -1,0 +1,32 @@
+"""mptrace: lossless logging and tracing for programs that run across processes.
+
+Importing mptrace configures nothing and starts nothing; :func:`init` does::
+
+    import mptrace
+
+    with mptrace.init(exporters=["console", "jsonl:run.jsonl"]):
+        ...  # every log record of every participating process reaches one listener
+"""
+
+from __future__ import annotations
+
+from ._process import Process, get_context
+from ._session import JoinedSession, Session, get_logger, get_session, init, shutdown
+from .exceptions import ConfigurationError, ListenerError, MptraceError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "JoinedSession",
+    "ListenerError",
+    "MptraceError",
+    "Process",
+    "Session",
+    "__version__",
+    "get_context",
+    "get_logger",
+    "get_session",
+    "init",
+    "shutdown",
+]

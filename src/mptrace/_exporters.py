@@ -1,0 +1,79 @@
+"""Where the listener sends events: the console and JSON-lines files.
+
+Each exporter has ``export(event)``, ``flush()`` and ``shutdown()``; the
+listener calls ``flush`` whenever it runs out of input, so a file is never
+more than one idle moment behind. OTLP exporters live in ``_otlp.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable, TextIO
+
+from ._render import make_console_renderer, use_colours
+
+
+class ConsoleExporter:
+    """Renders log events on the listener's stderr (the program's terminal)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.render = make_console_renderer(use_colours(self.stream))
+        self.renderers: dict[str, Callable[[dict[str, Any]], str | None]] = {
+            "log": self.render,
+        }
+
+    def export(self, event: dict[str, Any]) -> None:
+        render = self.renderers.get(event.get("kind", "log"))
+        if render is None:
+            return
+        line = render(event)
+        if line is None:
+            return
+        try:
+            self.stream.write(line + "\n")
+        except UnicodeEncodeError:
+            data = (line + "\n").encode("utf-8", "backslashreplace")
+            self.stream.flush()
+            self.stream.buffer.write(data)  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def shutdown(self) -> None:
+        self.flush()
+
+
+class JsonlExporter:
+    """Appends one JSON object per event to a file.
+
+    Strings with lone surrogates are written with ``\\udcXX`` escapes, which
+    JSON reads back as the same string: the file is always valid UTF-8.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file = open(path, "ab", buffering=1024 * 1024)
+        self.encode = json.JSONEncoder(
+            ensure_ascii=False, check_circular=False, default=repr
+        ).encode
+
+    def export(self, event: dict[str, Any]) -> None:
+        line = self.encode(event)
+        try:
+            data = line.encode("utf-8")
+        except UnicodeEncodeError:
+            data = line.encode("utf-8", "backslashreplace")
+        self.file.write(data + b"\n")
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def shutdown(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            self.file.close()

@@ -1,0 +1,380 @@
+"""The listener process: the one place every event of a session arrives.
+
+It runs in a fresh interpreter (``python -c``; the effect of the spawn start
+method, without re-importing the user's ``__main__``), so it inherits no user
+threads, locks or handlers::
+
+    listening socket ──accept──▶ handshake thread ──ok──▶ selector
+    selector: readable stream ──▶ FrameReader ──▶ event dicts
+        log    ──▶ processors (redaction, ...) ──▶ every exporter
+        span / lifecycle ──▶ every exporter
+        EOF    ──▶ an unfinished frame is counted as a lost record
+    owner's "shutdown" frame ──▶ drain every stream, flush, exit
+    owner gone (pidfd / getppid) ──▶ drain what is there, flush, exit (< 2 s)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from . import _wire
+from ._config import ListenerConfig
+
+#: After a shutdown request: stop once no stream has said anything for this long.
+DRAIN_IDLE = 0.25
+#: After the owner died: stop draining after this long, whatever is left.
+ORPHAN_DRAIN = 1.0
+READ_SIZE = 256 * 1024
+LISTENER_NAME = "mptrace-listener"
+
+_ACCEPT, _WAKE, _OWNER, _PEER = range(4)
+
+
+class _Peer:
+    __slots__ = ("sock", "reader", "pid", "ppid", "process", "last_seq", "lost")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = _wire.FrameReader()
+        self.pid: Any = "?"
+        self.ppid: Any = None
+        self.process = "?"
+        self.last_seq = 0
+        self.lost = 0
+
+
+def build_exporters(cfg: ListenerConfig) -> list[Any]:
+    from ._exporters import ConsoleExporter, JsonlExporter
+
+    exporters: list[Any] = []
+    for spec in cfg.exporters:
+        if spec.kind == "console":
+            exporters.append(ConsoleExporter())
+        elif spec.kind == "jsonl":
+            exporters.append(JsonlExporter(spec.target))  # type: ignore[arg-type]
+        else:
+            from ._otlp import make_otlp_exporter
+
+            exporters.append(make_otlp_exporter(spec, cfg))
+    return exporters
+
+
+class Listener:
+    def __init__(self, cfg: ListenerConfig, lsock: socket.socket, authkey: bytes) -> None:
+        self.cfg = cfg
+        self.authkey = authkey
+        self.lsock = lsock
+        self.exporters = build_exporters(cfg)
+        self.processors = cfg.processors
+        self.sel = selectors.DefaultSelector()
+        self.handshaken: queue.SimpleQueue[socket.socket | str] = queue.SimpleQueue()
+        self.handshakes_running = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self.peers: dict[int, _Peer] = {}
+        self.seq = 0
+        self.pid = os.getpid()
+        self.total_lost = 0
+        self.exporter_errors: dict[int, int] = {}
+        self.draining = False
+        self.deadline = float("inf")
+        self.last_data = time.monotonic()
+        self.owner_gone = False
+        self._owner_fd: int | None = None
+
+    # -- the listener's own voice ------------------------------------------
+
+    def report(self, level: str, message: str, **fields: Any) -> None:
+        self.seq += 1
+        event = {
+            "kind": "log",
+            "ts": time.time_ns(),
+            "level": level,
+            "logger": "mptrace",
+            "event": message,
+            "process": LISTENER_NAME,
+            **fields,
+            "pid": self.pid,
+            "ppid": self.cfg.owner_pid,
+            "seq": self.seq,
+        }
+        self.export(event)
+
+    # -- setup -------------------------------------------------------------
+
+    def _watch_owner(self) -> None:
+        self.lsock.setblocking(False)
+        self.sel.register(self.lsock, selectors.EVENT_READ, _ACCEPT)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        try:
+            self._owner_fd = os.pidfd_open(self.cfg.owner_pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            self._owner_fd = None  # polled through getppid instead
+        if self._owner_fd is not None:
+            self.sel.register(self._owner_fd, selectors.EVENT_READ, _OWNER)
+
+    def _owner_alive(self) -> bool:
+        if self._owner_fd is not None:
+            return not self.owner_gone
+        return os.getppid() == self.cfg.owner_pid
+
+    # -- connections ---------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # pragma: no cover - out of descriptors
+                self.report("error", f"accepting a connection failed: {exc!r}")
+                return
+            sock.setblocking(True)
+            self.handshakes_running += 1
+            threading.Thread(target=self._handshake, args=(sock,), daemon=True).start()
+
+    def _handshake(self, sock: socket.socket) -> None:
+        try:
+            _wire.server_handshake(sock, self.authkey)
+            result: socket.socket | str = sock
+        except Exception as exc:
+            sock.close()
+            result = f"refused a connection that failed authentication ({exc.__class__.__name__}: {exc})"
+        self.handshaken.put(result)
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # pragma: no cover - shutting down
+            pass
+
+    def _take_handshaken(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            try:
+                item = self.handshaken.get_nowait()
+            except queue.Empty:
+                return
+            self.handshakes_running -= 1
+            if isinstance(item, str):
+                self.report("warning", item)
+                continue
+            item.setblocking(False)
+            peer = _Peer(item)
+            self.peers[item.fileno()] = peer
+            self.sel.register(item, selectors.EVENT_READ, _PEER)
+
+    def _read(self, sock: socket.socket) -> None:
+        peer = self.peers[sock.fileno()]
+        try:
+            data = sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(peer)
+            return
+        self.last_data = time.monotonic()
+        try:
+            frames = peer.reader.feed(data)
+        except ValueError as exc:
+            self.report("error", f"the stream of pid {peer.pid} is corrupt ({exc}); closing it")
+            self._close(peer, corrupt=True)
+            return
+        for body in frames:
+            self._dispatch(peer, body)
+
+    def _close(self, peer: _Peer, corrupt: bool = False) -> None:
+        self.sel.unregister(peer.sock)
+        del self.peers[peer.sock.fileno()]
+        peer.sock.close()
+        if peer.reader.pending and not corrupt:
+            self._lost(peer, 1, "its last record was cut off mid-write")
+
+    def _lost(self, peer: _Peer, count: int, why: str) -> None:
+        peer.lost += count
+        self.total_lost += count
+        noun = "record" if count == 1 else "records"
+        self.report(
+            "warning",
+            f"{count} {noun} lost from pid {peer.pid} ({peer.process}): {why}",
+            lost=count,
+            lost_pid=peer.pid,
+        )
+
+    # -- events ----------------------------------------------------------------
+
+    def _dispatch(self, peer: _Peer, body: memoryview) -> None:
+        try:
+            event = pickle.loads(body)
+        except Exception as exc:
+            self._lost(peer, 1, f"a record could not be read ({exc!r})")
+            return
+        if type(event) is not dict:
+            self._lost(peer, 1, f"a record was a {type(event).__name__}, not a dict")
+            return
+        seq = event.get("seq")
+        if type(seq) is int:
+            gap = seq - peer.last_seq - 1
+            peer.last_seq = seq
+            if gap > 0:
+                self._lost(peer, gap, "a gap in its sequence numbers")
+        kind = event.get("kind")
+        if kind == "log":
+            self._process_log(event)
+        elif kind == "hello":
+            peer.pid = event.get("pid", "?")
+            peer.ppid = event.get("ppid")
+            peer.process = event.get("process", "?")
+        elif kind == "shutdown":
+            if peer.pid == self.cfg.owner_pid:
+                self.begin_drain(self.cfg.shutdown_timeout)
+        else:
+            self.export(event)
+
+    def _process_log(self, event: dict[str, Any]) -> None:
+        for proc in self.processors:
+            try:
+                event = proc(None, event.get("level", "info"), event)
+            except Exception as exc:
+                if type(exc).__name__ == "DropEvent":
+                    return
+                event["mptrace_error"] = f"processor {proc!r} failed: {exc!r}"
+        self.export(event)
+
+    def export(self, event: dict[str, Any]) -> None:
+        for exporter in self.exporters:
+            try:
+                exporter.export(event)
+            except Exception as exc:
+                key = id(exporter)
+                count = self.exporter_errors.get(key, 0)
+                self.exporter_errors[key] = count + 1
+                if not count:
+                    _stderr(
+                        f"mptrace: warning: exporter {type(exporter).__name__} failed "
+                        f"({exc!r}); failures are counted and reported at shutdown.\n"
+                    )
+
+    def flush(self) -> None:
+        for exporter in self.exporters:
+            try:
+                exporter.flush()
+            except Exception:  # counted by export's path; nothing more to do
+                pass
+
+    # -- the loop ----------------------------------------------------------------
+
+    def begin_drain(self, seconds: float) -> None:
+        if not self.draining:
+            self.draining = True
+            self.deadline = time.monotonic() + seconds
+        else:
+            self.deadline = min(self.deadline, time.monotonic() + seconds)
+
+    def _done_draining(self, idle: bool) -> bool:
+        now = time.monotonic()
+        if now >= self.deadline:
+            return True
+        if self.handshakes_running:
+            return False
+        others = [p for p in self.peers.values() if p.pid != self.cfg.owner_pid]
+        if not others:
+            return True
+        return idle and now - self.last_data >= DRAIN_IDLE
+
+    def run(self) -> None:
+        self._watch_owner()
+        select = self.sel.select
+        while True:
+            ready = select(0.05 if self.draining else 0.5)
+            for key, _ in ready:
+                what = key.data
+                if what == _PEER:
+                    self._read(key.fileobj)  # type: ignore[arg-type]
+                elif what == _ACCEPT:
+                    self._accept()
+                elif what == _WAKE:
+                    self._take_handshaken()
+                elif what == _OWNER:
+                    self.sel.unregister(key.fileobj)
+                    self.owner_gone = True
+            if not ready:
+                self.flush()
+            if not self.draining and not self._owner_alive():
+                self.owner_gone = True
+                self.begin_drain(ORPHAN_DRAIN)
+            if self.draining and self._done_draining(idle=not ready):
+                break
+        self.finish()
+
+    def finish(self) -> None:
+        for peer in list(self.peers.values()):
+            if peer.pid != self.cfg.owner_pid and peer.reader.pending:
+                self._lost(peer, 1, "its last record was still being written at shutdown")
+        problems = []
+        if self.total_lost:
+            problems.append(f"{self.total_lost} records lost")
+        failures = sum(self.exporter_errors.values())
+        if failures:
+            problems.append(f"{failures} events an exporter failed to take")
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown()
+            except Exception as exc:
+                problems.append(f"exporter {type(exporter).__name__} failed to shut down: {exc!r}")
+            dropped = getattr(exporter, "dropped", 0)
+            if dropped:
+                problems.append(f"{dropped} {exporter.dropped_what} dropped by {exporter.name}")
+        if problems:
+            _stderr("mptrace: at shutdown: " + "; ".join(problems) + ".\n")
+
+
+def _stderr(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):  # pragma: no cover
+        pass
+
+
+def bootstrap() -> None:
+    """Entry point: ``python -c '...; bootstrap()' LISTEN_FD STATUS_FD``.
+
+    Standard input carries ``(sys.path, pickled (config, key))``; the key never
+    appears on a command line or in the environment. The listener answers
+    ``ok`` or the reason it cannot start on the status pipe.
+    """
+    # Ctrl-C reaches the whole foreground process group; the owner decides
+    # when the listener stops, after draining.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    listen_fd, status_fd = int(sys.argv[1]), int(sys.argv[2])
+    status = os.fdopen(status_fd, "w")
+    try:
+        path, inner = pickle.loads(sys.stdin.buffer.read())
+        sys.path[:] = [p for p in path if p] + [p for p in sys.path if p not in path]
+        cfg, authkey = pickle.loads(inner)
+        lsock = socket.socket(fileno=listen_fd)
+        listener = Listener(cfg, lsock, authkey)
+    except BaseException as exc:
+        status.write(f"{type(exc).__name__}: {exc}")
+        status.close()
+        raise SystemExit(1) from None
+    status.write("ok")
+    status.close()
+    try:
+        listener.run()
+    except KeyboardInterrupt:
+        listener.finish()

@@ -1,0 +1,138 @@
+"""Drop-ins for ``multiprocessing.Process`` and ``multiprocessing.get_context``.
+
+A process started through them carries the session's :class:`ChildConfig`
+(socket path, key, level) and, before its ``run()``, opens its own stream to
+the listener, under any start method, and for children of children. The
+start method is never set globally: it is the context's, as in the stdlib.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.context as mpc
+from typing import Any
+
+from . import _session
+from ._config import ChildConfig
+
+_log = logging.getLogger("mptrace.process")
+
+
+class _Participating:
+    """Mixin for ``BaseProcess`` subclasses: the child joins the session."""
+
+    _mptrace_config: ChildConfig | None = None
+
+    def start(self) -> None:
+        self._mptrace_config = _session.current_config()
+        self._mptrace_before_start()
+        super().start()  # type: ignore[misc]
+        self._mptrace_after_start()
+
+    def _mptrace_before_start(self) -> None:
+        """Hook for the tracing half (runs in the parent)."""
+
+    def _mptrace_after_start(self) -> None:
+        """Hook for the tracing half (runs in the parent)."""
+
+    def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
+        # Runs in the child under every start method, before run(); a user's
+        # subclass that overrides run() is covered too.
+        config = self._mptrace_config
+        if config is not None:
+            try:
+                _session.join(config)
+            except Exception as exc:  # never stop the child for telemetry
+                import sys
+
+                sys.stderr.write(f"mptrace: warning: could not join the session: {exc!r}\n")
+            self._mptrace_wrap_run()
+        return super()._bootstrap(*args, **kwargs)  # type: ignore[misc,no-any-return]
+
+    def _mptrace_wrap_run(self) -> None:
+        run = self.run  # type: ignore[attr-defined]
+
+        def run_and_report() -> None:
+            try:
+                run()
+            except SystemExit:
+                raise
+            except BaseException:
+                _log.error(
+                    "process %s raised an uncaught exception",
+                    self.name,  # type: ignore[attr-defined]
+                    exc_info=True,
+                )
+                raise
+
+        self.run = run_and_report  # type: ignore[method-assign]
+
+
+class Process(_Participating, multiprocessing.Process):  # type: ignore[misc]
+    """``multiprocessing.Process`` whose child joins the current session.
+
+    Same signature and behaviour as the stdlib class, with the default start
+    method; use :func:`get_context` for a specific one.
+    """
+
+
+def _make(method: str) -> tuple[type, type] | None:
+    base_ctx = mpc._concrete_contexts.get(method)  # type: ignore[attr-defined]
+    if base_ctx is None:
+        return None
+    base_process = base_ctx.Process
+    process_cls = type(
+        base_process.__name__,
+        (_Participating, base_process),
+        {
+            "__module__": __name__,
+            "__qualname__": base_process.__name__,
+            "__doc__": f"``{base_process.__name__}`` whose child joins the current session.",
+        },
+    )
+
+    def get_context(self: Any, method: str | None = None) -> Any:
+        if method is None:
+            return self
+        return get_context(method)
+
+    ctx_cls = type(
+        type(base_ctx).__name__,
+        (type(base_ctx),),
+        {
+            "__module__": __name__,
+            "__qualname__": type(base_ctx).__name__,
+            "Process": process_cls,
+            "get_context": get_context,
+            "__doc__": f"The {method!r} context, whose processes join the current session.",
+        },
+    )
+    return process_cls, ctx_cls
+
+
+_contexts: dict[str, Any] = {}
+for _method in ("fork", "spawn", "forkserver"):
+    _made = _make(_method)
+    if _made is not None:
+        _process_cls, _ctx_cls = _made
+        globals()[_process_cls.__name__] = _process_cls
+        _contexts[_method] = _ctx_cls()
+del _method, _made
+
+
+def get_context(method: str | None = None) -> Any:
+    """Like ``multiprocessing.get_context``; its processes join the session.
+
+    ``get_context("spawn").Process(...)``, ``.Pool(...)`` and a
+    ``ProcessPoolExecutor(mp_context=get_context(...))`` all participate.
+    """
+    if method is None:
+        method = multiprocessing.get_context().get_start_method()
+    try:
+        return _contexts[method]
+    except KeyError:
+        valid = ", ".join(repr(m) for m in _contexts)
+        raise ValueError(
+            f"Cannot find context for {method!r}; valid start methods here are {valid}."
+        ) from None

@@ -1,0 +1,98 @@
+"""structlog processors that mptrace runs in the listener.
+
+A processor is any callable ``processor(logger, method_name, event_dict)``
+returning the event dict, exactly as in structlog. The listener runs the
+session's processors on every log event before any exporter sees it, so a
+processor must be importable by the listener process: a function or class
+defined in an importable module, not in ``__main__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+__all__ = ["DEFAULT_SECRET_KEYS", "Redact"]
+
+#: Key names whose values are replaced by :class:`Redact` unless told otherwise.
+DEFAULT_SECRET_KEYS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "private_key",
+    "credentials",
+    "session_id",
+)
+
+_CACHE_LIMIT = 10_000
+
+
+class Redact:
+    """Replace the values of secret-looking keys, at any depth of nesting.
+
+    A key matches when, lower-cased with ``-`` read as ``_``, it equals one of
+    *keys* or ends or begins with one of them after an ``_``: with the default
+    keys ``password``, ``db_password``, ``X-Api-Key`` and ``access_token``
+    are redacted, ``tokens_used`` is not.
+
+    >>> Redact()(None, "info", {"event": "login", "password": "hunter2"})
+    {'event': 'login', 'password': '[redacted]'}
+    """
+
+    __slots__ = ("keys", "placeholder", "_cache")
+
+    def __init__(
+        self, keys: Iterable[str] = DEFAULT_SECRET_KEYS, placeholder: str = "[redacted]"
+    ) -> None:
+        if isinstance(keys, str):
+            raise TypeError(
+                "Redact(keys=...) takes an iterable of key names, such as "
+                "('password', 'token'), not a single string."
+            )
+        self.keys = tuple(k.lower().replace("-", "_") for k in keys)
+        self.placeholder = placeholder
+        self._cache: dict[str, bool] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Redact, (self.keys, self.placeholder))
+
+    def is_secret(self, key: str) -> bool:
+        """True when the value of *key* is to be redacted."""
+        hit = self._cache.get(key)
+        if hit is None:
+            norm = key.lower().replace("-", "_")
+            hit = any(
+                norm == k or norm.endswith("_" + k) or norm.startswith(k + "_")
+                for k in self.keys
+            )
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[key] = hit
+        return hit
+
+    def _scrub(self, value: Any, depth: int) -> Any:
+        if depth > 8:
+            return value
+        if type(value) is dict:
+            return {
+                k: self.placeholder
+                if type(k) is str and self.is_secret(k)
+                else self._scrub(v, depth + 1)
+                for k, v in value.items()
+            }
+        if type(value) is list:
+            return [self._scrub(v, depth + 1) for v in value]
+        return value
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        is_secret = self.is_secret
+        for key, value in event_dict.items():
+            if is_secret(key):
+                event_dict[key] = self.placeholder
+            elif type(value) is dict or type(value) is list:
+                event_dict[key] = self._scrub(value, 0)
+        return event_dict
