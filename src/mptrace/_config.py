@@ -97,8 +97,15 @@ def parse_level(level: object) -> int:
 
 
 def parse_timeout(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(f"{name}= takes a number of seconds greater than 0, not {value!r}.")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= 86400
+    ):
+        raise ConfigurationError(
+            f"{name}= takes a number of seconds greater than 0 and at most 86400, "
+            f"not {value!r}."
+        )
     return float(value)
 
 
@@ -163,6 +170,7 @@ class ChildConfig:
     block_timeout: float
     structlog: bool
     session_id: str
+    redact_keys: tuple[str, ...] | None = None
     tracing: bool = True
 
     def __repr__(self) -> str:  # never print the key

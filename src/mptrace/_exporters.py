@@ -7,11 +7,11 @@ more than one idle moment behind. OTLP exporters live in ``_otlp.py``.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any, Callable, TextIO
 
 from ._render import make_console_renderer, use_colours
+from ._wire import to_json
 
 
 class ConsoleExporter:
@@ -58,17 +58,15 @@ class JsonlExporter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.file = open(path, "ab", buffering=1024 * 1024)
-        self.encode = json.JSONEncoder(
-            ensure_ascii=False, check_circular=False, default=repr
-        ).encode
+        self._write = self.file.write
 
     def export(self, event: dict[str, Any]) -> None:
-        line = self.encode(event)
-        try:
-            data = line.encode("utf-8")
-        except UnicodeEncodeError:
-            data = line.encode("utf-8", "backslashreplace")
-        self.file.write(data + b"\n")
+        self._write(to_json(event) + b"\n")
+
+    def export_json(self, body: bytes | memoryview) -> None:
+        """Write an event that arrived already encoded, as it is."""
+        self._write(body)
+        self._write(b"\n")
 
     def flush(self) -> None:
         self.file.flush()

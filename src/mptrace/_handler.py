@@ -22,6 +22,9 @@ _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
 ) | {"message", "asctime", "taskName"}
 
+_LEVEL_NAMES = {n: n.lower() for n in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
+_BASE_LEN = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+
 #: Keys mptrace writes on every log event; a user field of the same name is
 #: kept under the name with a trailing underscore.
 CORE_KEYS = frozenset(
@@ -63,14 +66,16 @@ class FunnelHandler(logging.handlers.QueueHandler):
         event: dict[str, Any] = {
             "kind": "log",
             "ts": int(record.created * 1_000_000_000),
-            "level": record.levelname.lower(),
+            "level": _LEVEL_NAMES.get(record.levelname) or record.levelname.lower(),
             "logger": record.name,
             "event": _message(record),
             "process": record.processName or "?",
         }
-        extras = record.__dict__.keys() - _RECORD_ATTRS
-        if extras:
-            _merge_fields(event, {k: record.__dict__[k] for k in sorted(extras)})
+        fields = record.__dict__
+        if len(fields) > _BASE_LEN:  # something beyond a plain record's attributes
+            extras = fields.keys() - _RECORD_ATTRS
+            if extras:
+                _merge_fields(event, {k: fields[k] for k in sorted(extras)})
         if record.exc_info:
             exc = exc_info_to_exception(record.exc_info)
             if exc is not None:

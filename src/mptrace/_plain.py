@@ -69,15 +69,21 @@ def plain(value: Any, depth: int = 0) -> Any:
     kind = type(value)
     if kind is str:
         return value if len(value) <= MAX_VALUE_CHARS else truncate(value)
+    if kind is float:
+        # JSON has no NaN or infinity: keep them as the strings Python prints.
+        return value if value - value == 0.0 else repr(value)
     if kind in _SCALARS:
         return value
-    if depth < MAX_DEPTH:
+    if kind is list or kind is tuple or isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            # Contents this deep are not copied, so no secret inside can leak.
+            return f"<{kind.__name__} of {len(value)} items nested deeper than {MAX_DEPTH}>"
         if kind is list or kind is tuple:
             items = [plain(v, depth + 1) for v in value[:MAX_ITEMS]]
             if len(value) > MAX_ITEMS:
                 items.append(f"…[{len(value) - MAX_ITEMS} more items]")
             return items
-        if kind is dict:
+        try:
             out = {}
             for i, (k, v) in enumerate(value.items()):
                 if i == MAX_ITEMS:
@@ -85,6 +91,8 @@ def plain(value: Any, depth: int = 0) -> Any:
                     break
                 out[k if type(k) is str else safe_repr(k)] = plain(v, depth + 1)
             return out
+        except Exception:  # a dict subclass whose items() misbehaves
+            return safe_repr(value)
     return safe_repr(value)
 
 

@@ -42,7 +42,7 @@ class _Participating:
         config = self._mptrace_config
         if config is not None:
             try:
-                _session.join(config)
+                _session.join(config, getattr(self, "_parent_pid", None))
             except Exception as exc:  # never stop the child for telemetry
                 import sys
 

@@ -33,7 +33,7 @@ from ._config import (
 )
 from ._handler import FunnelHandler, FunnelLoggerFactory, StructlogForwarder
 from ._stream import Stream
-from .exceptions import ListenerError, MptraceError
+from .exceptions import ConfigurationError, ListenerError, MptraceError
 from .processors import DEFAULT_SECRET_KEYS, Redact
 
 #: Seconds ``init`` waits for the listener to say it is ready.
@@ -44,9 +44,12 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class _Participation:
     """This process's part in a session: its stream, handler and saved state."""
 
-    def __init__(self, config: ChildConfig) -> None:
+    def __init__(self, config: ChildConfig, ppid: int | None = None) -> None:
         self.config = config
-        self.stream = Stream(config.address, config.authkey, config.block_timeout)
+        redact = None if config.redact_keys is None else Redact(config.redact_keys)
+        self.stream = Stream(
+            config.address, config.authkey, config.block_timeout, ppid, redact
+        )
         self.handler = FunnelHandler(self.stream, trace_context=_trace_context())
         root = logging.getLogger()
         self._old_level = root.level
@@ -107,15 +110,18 @@ def current_stream() -> Stream | None:
     return None if part is None else part.stream
 
 
-def join(config: ChildConfig) -> None:
-    """Make this (child) process participate in the session of *config*."""
+def join(config: ChildConfig, ppid: int | None = None) -> None:
+    """Make this (child) process participate in the session of *config*.
+
+    *ppid* is the pid of the process that started this one.
+    """
     global _participation
     with _lock:
         if _participation is not None:
             if _participation.config.session_id == config.session_id:
                 return  # inherited through fork: the stream reconnects by itself
             _participation.leave()
-        _participation = _Participation(config)
+        _participation = _Participation(config, ppid)
 
 
 class Session:
@@ -133,8 +139,10 @@ class Session:
         level: int,
         block_timeout: float,
         structlog: bool,
+        redact_keys: tuple[str, ...] | None = None,
     ) -> None:
         self.listener_config = listener_config
+        self._redact_keys = redact_keys
         self.service_name = listener_config.service_name
         self.owner_pid = os.getpid()
         self._level = level
@@ -196,6 +204,7 @@ class Session:
             block_timeout=self._block_timeout,
             structlog=self._structlog,
             session_id=os.path.basename(self._dir or path),
+            redact_keys=self._redact_keys,
         )
         join(self.child_config)
         atexit.register(self._atexit)
@@ -324,6 +333,7 @@ def init(
         redact: ``True`` redacts the values of secret-looking keys
             (:data:`mptrace.processors.DEFAULT_SECRET_KEYS`), an iterable of key
             names redacts those instead, ``False`` turns redaction off.
+            Redaction runs in each process before an event leaves it.
         processors: structlog processors the listener runs on every log event,
             after redaction; they must be importable (not from ``__main__``).
         structlog: Configure structlog so that its events are funnelled too.
@@ -339,10 +349,7 @@ def init(
     if _in_child():
         return JoinedSession()
     procs = check_processors(processors)
-    if redact is True:
-        procs = (Redact(DEFAULT_SECRET_KEYS), *procs)
-    elif redact is not False:
-        procs = (Redact(redact), *procs)  # type: ignore[arg-type]
+    redact_keys = _redact_keys(redact)
     listener_config = ListenerConfig(
         service_name=service_name or default_service_name(),
         exporters=parse_exporters(exporters),
@@ -358,10 +365,26 @@ def init(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
             )
-        session = Session(listener_config, level_no, block, structlog)
+        session = Session(listener_config, level_no, block, structlog, redact_keys)
         session.start()
         _session = session
     return session
+
+
+def _redact_keys(redact: object) -> tuple[str, ...] | None:
+    if redact is True:
+        return DEFAULT_SECRET_KEYS
+    if redact is False or redact is None:
+        return None
+    if isinstance(redact, str) or not isinstance(redact, Iterable):
+        raise ConfigurationError(
+            "redact= takes True (the default secret keys), False (no redaction) "
+            "or a sequence of key names such as ('password', 'ssn')."
+        )
+    keys = tuple(redact)
+    if not all(isinstance(k, str) and k for k in keys):
+        raise ConfigurationError("redact= key names must be non-empty strings.")
+    return keys
 
 
 def _in_child() -> bool:

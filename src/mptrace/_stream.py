@@ -1,7 +1,7 @@
 """The writing end of the funnel: one synchronous stream per process.
 
-``Stream.send`` pickles a plain dict and writes it to this process's own
-socket before it returns, so a process that then calls ``os._exit``, is
+``Stream.send`` encodes a plain dict as JSON and writes it to this process's own
+pipe to the listener before it returns, so a process that then calls ``os._exit``, is
 SIGKILLed or segfaults loses nothing it already sent. No lock is shared with
 another process. When the listener is gone (or stops reading for longer than
 ``block_timeout`` seconds), the stream says so once on stderr and from then on
@@ -12,9 +12,9 @@ nothing blocks.
 from __future__ import annotations
 
 import os
-import pickle
-import socket
+import select
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -44,16 +44,27 @@ def _after_fork_in_child() -> None:
 class Stream:
     """This process's connection to the listener at *address*."""
 
-    def __init__(self, address: str, authkey: bytes, block_timeout: float) -> None:
+    def __init__(
+        self,
+        address: str,
+        authkey: bytes,
+        block_timeout: float,
+        ppid: int | None = None,
+        redact: Any = None,
+    ) -> None:
         global _fork_hook_installed
         self.address = address
         self.authkey = authkey
         self.block_timeout = block_timeout
+        # Secrets are redacted here, so they never leave the process.
+        self.redact = redact
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        self._fd: int | None = None
         self._failed = False
         self._pid = os.getpid()
-        self._ppid = os.getppid()
+        # The process that started this one: under forkserver that is not
+        # os.getppid() (the fork server), so the starter says who it is.
+        self._ppid = os.getppid() if ppid is None else ppid
         self._seq = 0
         self.fallback_count = 0
         _streams.add(self)
@@ -64,12 +75,12 @@ class Stream:
     # -- life cycle -------------------------------------------------------
 
     def _forget_parent(self) -> None:
-        """In a forked child: the inherited socket belongs to the parent."""
+        """In a forked child: the inherited pipe belongs to the parent."""
         self._lock = threading.Lock()
-        sock, self._sock = self._sock, None
-        if sock is not None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             try:
-                sock.close()  # our descriptor only; the parent's stays open
+                os.close(fd)  # our descriptor only; the parent's stays open
             except OSError:
                 pass
         self._failed = False
@@ -79,29 +90,25 @@ class Stream:
         self.fallback_count = 0
 
     def _connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        fd = _wire.open_stream(self.address, self.authkey, self.block_timeout)
+        self._fd = fd
+        hello = {
+            "kind": "hello",
+            "pid": self._pid,
+            "ppid": self._ppid,
+            "process": _process_name(),
+            "seq": 0,
+        }
         try:
-            sock.settimeout(self.block_timeout)
-            sock.connect(self.address)
-            sock.settimeout(None)
-            _wire.client_handshake(sock, self.authkey)
-            _wire.set_send_timeout(sock, self.block_timeout)
-            hello = {
-                "kind": "hello",
-                "pid": self._pid,
-                "ppid": self._ppid,
-                "process": _process_name(),
-                "seq": 0,
-            }
-            sock.sendall(_wire.encode(hello))
+            self._write_all(fd, _wire.encode(hello))
         except BaseException:
-            sock.close()
+            self._fd = None
+            os.close(fd)
             raise
-        self._sock = sock
 
     @property
     def connected(self) -> bool:
-        return self._sock is not None
+        return self._fd is not None
 
     @property
     def failed(self) -> bool:
@@ -111,10 +118,10 @@ class Stream:
     def close(self) -> None:
         """Close the stream; the listener sees EOF. Idempotent."""
         with self._lock:
-            sock, self._sock = self._sock, None
-            if sock is not None:
+            fd, self._fd = self._fd, None
+            if fd is not None:
                 try:
-                    sock.close()
+                    os.close(fd)
                 except OSError:  # pragma: no cover
                     pass
 
@@ -127,19 +134,21 @@ class Stream:
             event["pid"] = self._pid
             event["ppid"] = self._ppid
             event["seq"] = self._seq
-            if self._sock is None and not self._failed:
+            if self.redact is not None:
+                try:
+                    event = self.redact(None, event["kind"], event)
+                except Exception as exc:  # fail closed: keep the record, not its fields
+                    event = _redaction_failed(event, exc)
+            if self._fd is None and not self._failed:
                 try:
                     self._connect()
                 except Exception as exc:
                     self._fail(f"cannot reach the listener at {self.address}: {exc!r}")
-            sock = self._sock
-            if sock is not None:
+            fd = self._fd
+            if fd is not None:
+                data = self._encode(event)
                 try:
-                    data = _wire.encode(event)
-                except Exception as exc:
-                    data = _wire.encode(_unpicklable(event, exc))
-                try:
-                    sock.sendall(data)
+                    self._write_all(fd, data)
                     return
                 except (BlockingIOError, TimeoutError):
                     self._fail(
@@ -149,13 +158,45 @@ class Stream:
                     self._fail(f"the listener is gone ({exc.__class__.__name__})")
             self._to_stderr(event)
 
+    def _encode(self, event: dict[str, Any]) -> bytes:
+        try:
+            return _wire.encode(event)
+        except Exception as exc:  # the last safety net: values are plain already
+            from ._plain import safe_repr
+
+            safe = {k: v if type(v) in (int, str) else safe_repr(v) for k, v in event.items()}
+            safe["mptrace_error"] = f"event could not be encoded: {safe_repr(exc)}"
+            return _wire.encode(safe)
+
+    def _write_all(self, fd: int, data: bytes) -> None:
+        """Write *data* whole, waiting at most ``block_timeout`` in total."""
+        try:
+            written = os.write(fd, data)  # nearly always the whole record
+        except BlockingIOError:
+            written = 0
+        if written == len(data):
+            return
+        deadline = time.monotonic() + self.block_timeout
+        view = memoryview(data)[written:]
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            poller.poll(remaining * 1000)
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                pass
+
     def _fail(self, why: str) -> None:
         """Give up on the listener for the rest of this process's life."""
         self._failed = True
-        sock, self._sock = self._sock, None
-        if sock is not None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             try:
-                sock.close()
+                os.close(fd)
             except OSError:  # pragma: no cover
                 pass
         _write_stderr(
@@ -164,6 +205,8 @@ class Stream:
         )
 
     def _to_stderr(self, event: dict[str, Any]) -> None:
+        if event.get("kind") in ("hello", "shutdown"):
+            return  # words for the listener alone
         self.fallback_count += 1
         try:
             from ._render import render_fallback
@@ -174,17 +217,15 @@ class Stream:
         _write_stderr(line + "\n")
 
 
-def _unpicklable(event: dict[str, Any], exc: Exception) -> dict[str, Any]:
-    # Every value should be plain already; this is the last safety net.
-    from ._plain import plain
+_KEEP_WHEN_REDACTION_FAILS = frozenset(
+    ("kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq")
+)
 
-    safe = plain(event)
-    try:
-        pickle.dumps(safe)
-    except Exception:
-        safe = {k: repr(v) for k, v in event.items()}
-    safe["mptrace_error"] = f"event could not be pickled: {exc!r}"
-    return safe  # type: ignore[no-any-return]
+
+def _redaction_failed(event: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    kept = {k: v for k, v in event.items() if k in _KEEP_WHEN_REDACTION_FAILS}
+    kept["mptrace_error"] = f"redaction failed ({exc!r}); the record's fields were withheld"
+    return kept
 
 
 def _write_stderr(text: str) -> None:

@@ -30,6 +30,8 @@ DEFAULT_SECRET_KEYS = (
 )
 
 _CACHE_LIMIT = 10_000
+# Keys mptrace itself writes on every event: never secrets, never checked.
+_CORE_KEYS = frozenset(("kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq"))
 
 
 class Redact:
@@ -75,8 +77,8 @@ class Redact:
         return hit
 
     def _scrub(self, value: Any, depth: int) -> Any:
-        if depth > 8:
-            return value
+        if depth > 64:
+            return self.placeholder  # fail closed: never let a secret through
         if type(value) is dict:
             return {
                 k: self.placeholder
@@ -90,9 +92,13 @@ class Redact:
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         is_secret = self.is_secret
-        for key, value in event_dict.items():
+        for key in event_dict.keys() - _CORE_KEYS:
+            if type(key) is not str:
+                continue
             if is_secret(key):
                 event_dict[key] = self.placeholder
-            elif type(value) is dict or type(value) is list:
-                event_dict[key] = self._scrub(value, 0)
+            else:
+                value = event_dict[key]
+                if type(value) is dict or type(value) is list:
+                    event_dict[key] = self._scrub(value, 0)
         return event_dict
