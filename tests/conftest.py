@@ -1,0 +1,76 @@
+"""Shared fixtures: start methods, sessions writing JSON lines, and clean globals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import mptrace
+
+START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Each multi-process test runs once per start method."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _restore_globals() -> Iterator[None]:
+    """Put the root logger, structlog and the environment back after every test."""
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    config = structlog.get_config()
+    environ = dict(os.environ)
+    yield
+    mptrace.shutdown()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.configure(**config)
+    os.environ.clear()
+    os.environ.update(environ)
+
+
+def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """Every JSON line of *path*; fails the test on a line that is not JSON."""
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.decode("utf-8")  # the file must be valid UTF-8
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def logs_of(events: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    """The log events whose fields equal every item of *match*."""
+    return [
+        e for e in events
+        if e.get("kind") == "log" and all(e.get(k) == v for k, v in match.items())
+    ]
+
+
+@pytest.fixture
+def jsonl(tmp_path: Path) -> Path:
+    """Path of a JSON-lines file for the session under test."""
+    return tmp_path / "events.jsonl"
+
+
+@pytest.fixture
+def session(jsonl: Path) -> Iterator[mptrace.Session]:
+    """A session exporting to ``jsonl``; shut down after the test."""
+    s = mptrace.init(exporters=[f"jsonl:{jsonl}"], level="DEBUG")
+    yield s
+    s.shutdown()
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,417 @@
+"""Worker functions for child processes: importable, so every start method can run them."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+
+import mptrace
+
+log = logging.getLogger("tests.worker")
+
+
+def log_then_exit(n: int, how: str) -> None:
+    """Log *n* records (half stdlib, half structlog), then leave the way *how* says."""
+    slog = mptrace.get_logger("tests.structlog")
+    for i in range(n):
+        if i % 2:
+            slog.info("record", i=i)
+        else:
+            log.info("record", extra={"i": i})
+    if how == "return":
+        return
+    if how == "raise":
+        raise RuntimeError("worker failed on purpose")
+    if how == "sys.exit":
+        sys.exit(3)
+    if how == "os._exit":
+        os._exit(7)
+    if how == "sigterm":
+        os.kill(os.getpid(), signal.SIGTERM)
+    if how == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "sigsegv":
+        ctypes.string_at(0)  # a real segmentation fault
+    if how in ("sigterm", "sigkill"):  # pragma: no cover - the signal ends us
+        signal.pause()
+    raise AssertionError(f"unknown exit {how!r}")  # pragma: no cover
+
+
+def log_forever(size: int, started, tag: str) -> None:
+    """Log records of *size* characters until killed; set *started* after the first."""
+    payload = "x" * size
+    i = 0
+    while True:
+        i += 1
+        log.info("big", extra={"i": i, "tag": tag, "payload": payload})
+        if i == 3:
+            started.set()
+
+
+def log_n(n: int, tag: str) -> None:
+    for i in range(n):
+        log.info("steady", extra={"i": i, "tag": tag})
+
+
+def nested(depth: int, method: str, n: int) -> None:
+    """Log *n* records, then start a child one level deeper through mptrace."""
+    log_n(n, f"depth-{depth}")
+    if depth > 1:
+        p = mptrace.get_context(method).Process(target=nested, args=(depth - 1, method, n))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0, p.exitcode
+
+
+def stderr_to(path: str) -> None:
+    """Send this process's fd 2 to *path* (a forkserver child's stderr is the server's)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def log_through_dead_listener(n: int, tag: str, go, done_first, err_path: str) -> None:
+    """Log *n* records, wait for *go*, log *n* more and record the slowest call."""
+    stderr_to(err_path)
+    log_n(n, tag + "-before")
+    done_first.set()
+    go.wait(60)
+    slowest = 0.0
+    for i in range(n):
+        t0 = time.monotonic()
+        log.info("after death", extra={"i": i, "tag": tag + "-after"})
+        slowest = max(slowest, time.monotonic() - t0)
+    log.info("slowest call", extra={"tag": tag + "-slowest", "seconds": slowest})
+    if tag.endswith("3"):
+        sys.exit(3)
+
+
+def log_big_and_time(ready, go, count: int, err_path: str) -> None:
+    """After *go*, log *count* 1 MiB records and say on stderr how long the slowest took."""
+    stderr_to(err_path)
+    log.info("connected")
+    ready.set()
+    go.wait(60)
+    payload = "y" * (1024 * 1024)
+    slowest = 0.0
+    for i in range(count):
+        t0 = time.monotonic()
+        log.info("big", extra={"i": i, "payload": payload})
+        slowest = max(slowest, time.monotonic() - t0)
+    os.write(2, f"slowest big call {slowest:.3f}\n".encode())
+
+
+def log_once_and_exit(tag: str) -> None:
+    log.info("forked child logs", extra={"tag": tag})
+
+
+def fork_while_threads_log(method: str, children: int, stop_threads) -> list:
+    """In this process, 4 threads log without pause while *children* processes start.
+
+    Returns the exit codes; a child that hangs on an inherited lock shows as None.
+    """
+    import threading
+
+    def spin(n: int) -> None:
+        while not stop_threads.is_set():
+            log.info("thread spinning", extra={"thread_no": n})
+
+    threads = [threading.Thread(target=spin, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    codes = []
+    try:
+        ctx = mptrace.get_context(method)
+        for i in range(children):
+            p = ctx.Process(target=log_once_and_exit, args=(f"forked-{i}",))
+            p.start()
+            p.join(20)
+            if p.exitcode is None:
+                p.kill()
+                p.join()
+                codes.append(None)
+            else:
+                codes.append(p.exitcode)
+    finally:
+        stop_threads.set()
+        for t in threads:
+            t.join()
+    return codes
+
+
+# -- bad input (tests/test_bad_input.py) -------------------------------------
+# Each ``bad_case_NAME(case)`` logs bad input tagged ``case=NAME`` and returns how
+# many records it logged; ``bad_input_run`` follows each with one sentinel.
+# Helper classes are defined inside the functions: they never cross a process.
+
+
+def _bad_objects():
+    """Return (BadStr, BadRepr): classes whose ``__str__`` / ``__repr__`` raise."""
+
+    class BadStr:
+        def __str__(self) -> str:
+            raise RuntimeError("__str__ exploded")
+
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("__repr__ exploded")
+
+        __str__ = __repr__
+
+    return BadStr, BadRepr
+
+
+def bad_case_args_unpicklable(case: str) -> int:
+    import threading
+
+    log.info("lock %s gen %s", threading.Lock(), (i for i in ()), extra={"case": case})
+    return 1
+
+
+def bad_case_args_str_raises(case: str) -> int:
+    bad_str, _ = _bad_objects()
+    log.info("value %s", bad_str(), extra={"case": case})
+    return 1
+
+
+def bad_case_args_repr_raises(case: str) -> int:
+    _, bad_repr = _bad_objects()
+    log.info("value %r", bad_repr(), extra={"case": case})
+    return 1
+
+
+def bad_case_extra_unpicklable(case: str) -> int:
+    import threading
+
+    _, bad_repr = _bad_objects()
+    extra = {"case": case, "lock": threading.Lock(), "gen": (i for i in ()), "bad": bad_repr()}
+    log.info("extra", extra=extra)
+    return 1
+
+
+def bad_case_structlog_kv(case: str) -> int:
+    import threading
+
+    _, bad_repr = _bad_objects()
+    slog = mptrace.get_logger("tests.bad").bind(bound_lock=threading.Lock())
+    slog.info("kv", case=case, lock=threading.Lock(), gen=(i for i in ()), bad=bad_repr())
+    return 1
+
+
+def bad_case_structlog_event_str_raises(case: str) -> int:
+    bad_str, _ = _bad_objects()
+    mptrace.get_logger("tests.bad").info(bad_str(), case=case)
+    return 1
+
+
+def bad_case_huge(case: str) -> int:
+    size = 16 * 1024 * 1024
+    log.info("x" * size, extra={"case": case})
+    mptrace.get_logger("tests.bad").info("huge", case=case, payload="y" * size)
+    return 2
+
+
+def bad_case_surrogates(case: str) -> int:
+    fields = {
+        "lone": "\udcff",
+        "raw": b"\xff\xfe",
+        "escaped": b"caf\xc3\xa9 \xff\xfe".decode("utf-8", "surrogateescape"),
+    }
+    log.info("lone \udcff", extra={"case": case, **fields})
+    mptrace.get_logger("tests.bad").info("lone \udcff", case=case, **fields)
+    return 2
+
+
+def bad_case_exception_unpicklable(case: str) -> int:
+    import threading
+
+    class LockedError(Exception):
+        def __init__(self, message: str) -> None:
+            super().__init__(message)
+            self.lock = threading.Lock()
+            self.gen = (i for i in ())
+
+    try:
+        raise LockedError("holding a lock")
+    except LockedError as exc:
+        log.exception("locked", extra={"case": case, "err": exc})
+        mptrace.get_logger("tests.bad").exception("locked", case=case, err=exc)
+    return 2
+
+
+def bad_case_exception_str_raises(case: str) -> int:
+    class UnprintableError(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("__str__ exploded")
+
+    try:
+        raise UnprintableError()
+    except UnprintableError:
+        log.exception("unprintable", extra={"case": case})
+    return 1
+
+
+def bad_case_chain_explicit(case: str) -> int:
+    try:
+        try:
+            raise KeyError("first cause")
+        except KeyError as cause:
+            raise RuntimeError("second effect") from cause
+    except RuntimeError:
+        log.exception("chained", extra={"case": case})
+    return 1
+
+
+def bad_case_chain_implicit(case: str) -> int:
+    try:
+        try:
+            raise KeyError("first context")
+        except KeyError:
+            raise RuntimeError("second during handling")
+    except RuntimeError:
+        log.exception("chained", extra={"case": case})
+    return 1
+
+
+def bad_case_exception_group(case: str) -> int:
+    if sys.version_info < (3, 11):
+        return 0
+    try:
+        raise ExceptionGroup(  # noqa: F821 - Python 3.11+ only
+            "several", [ValueError("member one"), TypeError("member two")]
+        )
+    except Exception:
+        log.exception("group", extra={"case": case})
+        mptrace.get_logger("tests.bad").exception("group", case=case)
+    return 2
+
+
+def bad_case_logger_exception(case: str) -> int:
+    try:
+        _ = 1 / 0
+    except ZeroDivisionError:
+        log.exception("division failed", extra={"case": case})
+        mptrace.get_logger("tests.bad").exception("division failed", case=case)
+    return 2
+
+
+def bad_input_cases() -> list[str]:
+    """Names of every ``bad_case_*`` function, in definition order."""
+    return [name[len("bad_case_"):] for name in globals() if name.startswith("bad_case_")]
+
+
+def bad_input_run() -> None:
+    """Run every bad-input case; after each, log one sentinel and what it logged.
+
+    A case that raises is reported as a ``case raised`` record, so the test
+    names the case instead of losing the rest of the run.
+    """
+    for case in bad_input_cases():
+        try:
+            count = globals()["bad_case_" + case](case)
+        except Exception:
+            log.exception("case raised", extra={"case": case})
+            count = -1
+        log.info("sentinel", extra={"case": case, "logged": count})
+
+
+# -- redaction (tests/test_security.py) --------------------------------------
+
+
+def log_secrets(tag: str) -> None:
+    """Log secrets through stdlib extra= and structlog, at the top level and nested."""
+    log.info(
+        "stdlib secrets",
+        extra={
+            "tag": tag,
+            "password": "hunter2-std",
+            "headers": {"Authorization": "Bearer tok-std", "Accept": "text/plain"},
+            "ssn": "123-45-6789",
+            "user": "bob",
+        },
+    )
+    mptrace.get_logger("tests.secrets").info(
+        "structlog secrets",
+        tag=tag,
+        api_key="ak-sl",
+        nested={"list": [{"access_token": "at-sl", "n": 1}], "X-Api-Key": "xak-sl"},
+        tokens_used=5,
+        ssn="987-65-4321",
+    )
+
+
+# -- listener processors (tests/test_config.py) ------------------------------
+
+
+def processor_add_listener_pid(logger, method_name, event_dict):
+    """A user processor: records the pid of the process it runs in."""
+    event_dict["processed_in"] = os.getpid()
+    event_dict["processed_method"] = method_name
+    return event_dict
+
+
+def processor_drop_marked(logger, method_name, event_dict):
+    """A user processor that drops events carrying ``drop=True``."""
+    import structlog
+
+    if event_dict.get("drop") is True:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def processor_fail(logger, method_name, event_dict):
+    """A user processor that always raises."""
+    raise RuntimeError("processor failed on purpose")
+
+
+def log_stdlib_and_structlog(tag: str) -> None:
+    """One stdlib and one structlog record, both tagged *tag*."""
+    log.info("from stdlib", extra={"tag": tag})
+    mptrace.get_logger("tests.structlog").info("from structlog", tag=tag)
+
+
+# -- structlog (tests/test_structlog.py) -------------------------------------
+
+
+def structlog_typed(tag: str) -> None:
+    """Log bound and key-value fields of every JSON type, and a contextvar."""
+    import structlog
+
+    structlog.contextvars.bind_contextvars(request_id=f"req-{tag}", attempt=2)
+    try:
+        slog = mptrace.get_logger("tests.typed").bind(bound_int=7, bound_list=["a", 1])
+        slog.info(
+            "typed",
+            tag=tag,
+            an_int=42,
+            a_float=2.5,
+            a_list=[1, "two", None, [3.0]],
+            a_tuple=(1, 2),
+            a_dict={"a": {"b": [1, {"c": None}]}, "t": True},
+            yes=True,
+            no=False,
+            nothing=None,
+        )
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def structlog_levels(tag: str) -> None:
+    """A debug and an info record through structlog and stdlib each."""
+    slog = mptrace.get_logger("tests.levels")
+    slog.debug("hidden", tag=tag)
+    log.debug("hidden", extra={"tag": tag})
+    slog.info("shown", tag=tag)
+    log.info("shown", extra={"tag": tag})
+
+
+def structlog_exception(tag: str) -> None:
+    """structlog's log.exception inside an except block."""
+    try:
+        raise ValueError(f"bad value {tag}")
+    except ValueError:
+        mptrace.get_logger("tests.exc").exception("it failed", tag=tag)
