@@ -10,8 +10,10 @@ Importing mptrace configures nothing and starts nothing; :func:`init` does::
 
 from __future__ import annotations
 
+from ._pool import Pool, ProcessPoolExecutor
 from ._process import Process, get_context
 from ._session import JoinedSession, Session, get_logger, get_session, init, shutdown
+from ._tracing import traced
 from .exceptions import ConfigurationError, ListenerError, MptraceError
 
 __version__ = "0.1.0"
@@ -21,7 +23,9 @@ __all__ = [
     "JoinedSession",
     "ListenerError",
     "MptraceError",
+    "Pool",
     "Process",
+    "ProcessPoolExecutor",
     "Session",
     "__version__",
     "get_context",
@@ -29,4 +33,5 @@ __all__ = [
     "get_session",
     "init",
     "shutdown",
+    "traced",
 ]

@@ -172,6 +172,8 @@ class ChildConfig:
     session_id: str
     redact_keys: tuple[str, ...] | None = None
     tracing: bool = True
+    service_name: str = "python"
+    sample_interval: float = 1.0
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

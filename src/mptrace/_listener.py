@@ -31,6 +31,7 @@ from structlog import DropEvent
 
 from . import _wire
 from ._config import ListenerConfig
+from ._proctable import ProcessTable
 
 #: After a shutdown request: stop once no stream has said anything for this long.
 DRAIN_IDLE = 0.25
@@ -45,7 +46,9 @@ BATCH_PAUSE = 0.001
 LISTENER_NAME = "mptrace-listener"
 
 _ACCEPT, _WAKE, _OWNER, _PEER = range(4)
-_LOG, _HELLO, _SHUTDOWN = (_wire.KIND_CODES[k] for k in ("log", "hello", "shutdown"))
+_LOG, _SPAN, _LIFECYCLE, _HELLO, _SHUTDOWN = (
+    _wire.KIND_CODES[k] for k in ("log", "span", "lifecycle", "hello", "shutdown")
+)
 _PREFIX_SIZE = _wire.PREFIX.size
 _unpack_prefix = _wire.PREFIX.unpack_from
 
@@ -103,6 +106,8 @@ class Listener:
         self.draining = False
         self.deadline = float("inf")
         self.last_data = time.monotonic()
+        self.table = ProcessTable()
+        self._draining_pids: set[int] = set()
         self.owner_gone = False
         self._owner_fd: int | None = None
 
@@ -189,7 +194,9 @@ class Listener:
             self.sel.register(item, selectors.EVENT_READ, _PEER)
 
     def _read(self, fd: int) -> int:
-        peer = self.peers[fd]
+        peer = self.peers.get(fd)
+        if peer is None:  # closed while draining another stream
+            return 0
         try:
             data = os.read(fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -207,7 +214,10 @@ class Listener:
             self._close(peer, corrupt=True)
             return 0
         for body in frames:
-            self._dispatch(peer, body)
+            try:
+                self._dispatch(peer, body)
+            except Exception as exc:  # a listener bug costs one record, not the session
+                self._lost(peer, 1, f"the listener failed on it ({exc!r})")
         return len(data)
 
     def _close(self, peer: _Peer, corrupt: bool = False) -> None:
@@ -256,13 +266,24 @@ class Listener:
             # Our encoder writes one object with no raw newline; anything else
             # takes the decoding path, which counts it as lost.
             if raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
+                self.table.on_raw_log(peer.pid, raw)
                 self._export_json(peer, raw)
                 return
         event = self._decode(peer, body)
         if event is None:
             return
         if kind == _LOG:
+            self.table.on_log(event.get("pid"), event.get("level"))
             self._process_log(event)
+        elif kind == _SPAN:
+            attributes = event.get("attributes")
+            if type(attributes) is dict and attributes.get("mptrace.span") == "process":
+                self._drain_pid(attributes.get("process.pid"))
+                self.table.complete_span(event)
+            self.export(event)
+        elif kind == _LIFECYCLE:
+            self.table.on_lifecycle(event)
+            self.export(event)
         elif kind == _HELLO:
             peer.pid = event.get("pid", "?")
             peer.ppid = event.get("ppid")
@@ -272,6 +293,20 @@ class Listener:
                 self.begin_drain(self.cfg.shutdown_timeout)
         else:
             self.export(event)
+
+    def _drain_pid(self, pid: object) -> None:
+        """Read all a (now dead) child wrote, so its account precedes its span."""
+        if type(pid) is not int or pid in self._draining_pids:
+            return
+        self._draining_pids.add(pid)
+        self._take_handshaken()
+        try:
+            for fd, peer in list(self.peers.items()):
+                if peer.pid == pid:
+                    while fd in self.peers and self._read(fd):
+                        pass
+        finally:
+            self._draining_pids.discard(pid)
 
     def _export_json(self, peer: _Peer, body: bytes) -> None:
         """A log event no processor needs to see: JSON-lines files take its bytes."""
@@ -369,6 +404,14 @@ class Listener:
         self.finish()
 
     def finish(self) -> None:
+        rows = self.table.summary()
+        for exporter in self.exporters:
+            summary = getattr(exporter, "summary", None)
+            if summary is not None and rows:
+                try:
+                    summary(rows)
+                except Exception as exc:
+                    self._exporter_failed(exporter, exc)
         for peer in list(self.peers.values()):
             if peer.pid != self.cfg.owner_pid and peer.reader.pending:
                 self._lost(peer, 1, "its last record was still being written at shutdown")

@@ -11,44 +11,73 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.context as mpc
+import time
 from typing import Any
 
-from . import _session
+from . import _lifecycle, _session
 from ._config import ChildConfig
 
 _log = logging.getLogger("mptrace.process")
 
 
 class _Participating:
-    """Mixin for ``BaseProcess`` subclasses: the child joins the session."""
+    """Mixin for ``BaseProcess`` subclasses: the child joins the session.
+
+    With tracing on, the parent also makes the child a span and records its
+    lifecycle (see ``_lifecycle``).
+    """
 
     _mptrace_config: ChildConfig | None = None
+    _mptrace_carrier: dict[str, str] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self._mptrace_created_ns = time.time_ns()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Spans and watches are the parent's; ids travel in the carrier.
+        state = self.__dict__.copy()
+        for key in _PARENT_ONLY:
+            state.pop(key, None)
+        return state
 
     def start(self) -> None:
-        self._mptrace_config = _session.current_config()
-        self._mptrace_before_start()
+        config = self._mptrace_config = _session.current_config()
+        traced = config is not None and config.tracing
+        if traced:
+            _guard(_lifecycle.before_start, self, config)
         super().start()  # type: ignore[misc]
-        self._mptrace_after_start()
+        if traced:
+            _guard(_lifecycle.after_start, self, config)
 
-    def _mptrace_before_start(self) -> None:
-        """Hook for the tracing half (runs in the parent)."""
+    def terminate(self) -> None:
+        _guard(_lifecycle.terminated, self, "terminate")
+        super().terminate()  # type: ignore[misc]
 
-    def _mptrace_after_start(self) -> None:
-        """Hook for the tracing half (runs in the parent)."""
+    def kill(self) -> None:
+        _guard(_lifecycle.terminated, self, "kill")
+        super().kill()  # type: ignore[misc]
 
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
         # Runs in the child under every start method, before run(); a user's
         # subclass that overrides run() is covered too.
         config = self._mptrace_config
+        traced = False
         if config is not None:
             try:
                 _session.join(config, getattr(self, "_parent_pid", None))
+                if config.tracing:
+                    _lifecycle.child_running(self, config)
+                    traced = True
             except Exception as exc:  # never stop the child for telemetry
                 import sys
 
                 sys.stderr.write(f"mptrace: warning: could not join the session: {exc!r}\n")
             self._mptrace_wrap_run()
-        return super()._bootstrap(*args, **kwargs)  # type: ignore[misc,no-any-return]
+        code = super()._bootstrap(*args, **kwargs)  # type: ignore[misc]
+        if traced:
+            _guard(_lifecycle.child_finished, self, code)
+        return code  # type: ignore[no-any-return]
 
     def _mptrace_wrap_run(self) -> None:
         run = self.run  # type: ignore[attr-defined]
@@ -58,15 +87,27 @@ class _Participating:
                 run()
             except SystemExit:
                 raise
-            except BaseException:
+            except BaseException as exc:
                 _log.error(
                     "process %s raised an uncaught exception",
                     self.name,  # type: ignore[attr-defined]
                     exc_info=True,
                 )
+                _lifecycle.record_exception(self, exc)
                 raise
 
         self.run = run_and_report  # type: ignore[method-assign]
+
+
+_PARENT_ONLY = ("_mptrace_span", "_mptrace_watch", "run")
+
+
+def _guard(func: Any, *args: Any) -> None:
+    """Run a telemetry step; a failure is one warning, never the program's end."""
+    try:
+        func(*args)
+    except Exception as exc:
+        _log.warning("mptrace could not record a process transition: %r", exc)
 
 
 class Process(_Participating, multiprocessing.Process):  # type: ignore[misc]

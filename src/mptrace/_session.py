@@ -50,23 +50,29 @@ class _Participation:
         self.stream = Stream(
             config.address, config.authkey, config.block_timeout, ppid, redact
         )
-        self.handler = FunnelHandler(self.stream, trace_context=_trace_context())
+        trace_context = None
+        if config.tracing:
+            from . import _tracing
+
+            _tracing.install_provider(config.service_name)
+            trace_context = _tracing.add_trace_context
+        self.handler = FunnelHandler(self.stream, trace_context=trace_context)
         root = logging.getLogger()
         self._old_level = root.level
         root.addHandler(self.handler)
         root.setLevel(config.level)
         self._old_structlog: dict[str, Any] | None = None
         if config.structlog:
-            self._configure_structlog()
+            self._configure_structlog(trace_context)
 
-    def _configure_structlog(self) -> None:
+    def _configure_structlog(self, trace_context: Callable[[dict[str, Any]], None] | None) -> None:
         import structlog
 
         self._old_structlog = structlog.get_config()
         structlog.configure(
             processors=[
                 structlog.contextvars.merge_contextvars,
-                StructlogForwarder(trace_context=_trace_context()),
+                StructlogForwarder(trace_context=trace_context),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(self.config.level),
             logger_factory=FunnelLoggerFactory(self.stream),
@@ -89,14 +95,6 @@ class _Participation:
 _lock = threading.RLock()
 _participation: _Participation | None = None
 _session: Session | None = None
-
-
-def _trace_context() -> Callable[[dict[str, Any]], None] | None:
-    try:
-        from ._tracing import add_trace_context
-    except ImportError:  # pragma: no cover - tracing half not present
-        return None
-    return add_trace_context
 
 
 def current_config() -> ChildConfig | None:
@@ -140,7 +138,11 @@ class Session:
         block_timeout: float,
         structlog: bool,
         redact_keys: tuple[str, ...] | None = None,
+        tracing: bool = True,
+        sample_interval: float = 1.0,
     ) -> None:
+        self._tracing = tracing
+        self._sample_interval = sample_interval
         self.listener_config = listener_config
         self._redact_keys = redact_keys
         self.service_name = listener_config.service_name
@@ -205,6 +207,9 @@ class Session:
             structlog=self._structlog,
             session_id=os.path.basename(self._dir or path),
             redact_keys=self._redact_keys,
+            tracing=self._tracing,
+            service_name=self.service_name,
+            sample_interval=self._sample_interval,
         )
         join(self.child_config)
         atexit.register(self._atexit)
@@ -269,6 +274,9 @@ class Session:
             self._closed = True
             atexit.unregister(self._atexit)
         limit = self.listener_config.shutdown_timeout if timeout is None else timeout
+        from ._lifecycle import stop_monitor
+
+        stop_monitor()  # exits seen, spans of children still running closed
         part = _participation
         stream = part.stream if part is not None else None
         if stream is not None and not stream.failed:
@@ -319,6 +327,8 @@ def init(
     redact: Iterable[str] | bool = True,
     processors: Iterable[Callable[..., Any]] | None = None,
     structlog: bool = True,
+    tracing: bool = True,
+    sample_interval: float = 1.0,
     block_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
 ) -> Session:
@@ -337,6 +347,11 @@ def init(
         processors: structlog processors the listener runs on every log event,
             after redaction; they must be importable (not from ``__main__``).
         structlog: Configure structlog so that its events are funnelled too.
+        tracing: Make each child process, pool task and ``@traced`` call a
+            span, and record every child's lifecycle; the tracer provider is
+            the user's own when one is set.
+        sample_interval: Seconds between psutil samples of each running
+            child's CPU, memory and threads.
         block_timeout: The longest a logging call waits for a listener that
             has stopped reading, before that process falls back to its stderr.
         shutdown_timeout: The longest :meth:`Session.shutdown` drains.
@@ -365,7 +380,15 @@ def init(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
             )
-        session = Session(listener_config, level_no, block, structlog, redact_keys)
+        session = Session(
+            listener_config,
+            level_no,
+            block,
+            structlog,
+            redact_keys,
+            tracing=bool(tracing),
+            sample_interval=parse_timeout("sample_interval", sample_interval),
+        )
         session.start()
         _session = session
     return session

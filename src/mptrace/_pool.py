@@ -1,0 +1,244 @@
+"""Drop-ins for ``multiprocessing.Pool`` and ``ProcessPoolExecutor``.
+
+Same signatures as the stdlib. Their workers join the session (they are
+started through mptrace's contexts), and with tracing on::
+
+    Pool.map / starmap / imap / imap_unordered ── a span in the parent
+        └── "task <function>" per item, in whichever worker ran it, with a
+            link to that worker's process span
+    Pool.apply / apply_async, Executor.submit ── "task <function>" under the
+        span current at submission
+
+The traceparent rides with every task, not with the worker, so a reused
+worker parents each task under the span that submitted it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import concurrent.futures.process as cfp
+import functools
+import multiprocessing.pool
+import threading
+from typing import Any, Callable, Iterable, Iterator
+
+from . import _session, _tracing
+from ._process import get_context
+
+
+def _participating(context: Any) -> Any:
+    """mptrace's context for the start method of *context* (None: the default)."""
+    if context is None:
+        return get_context()
+    if getattr(type(context), "__module__", "").startswith("mptrace."):
+        return context
+    return get_context(context.get_start_method())
+
+
+def _tracer() -> Any:
+    config = _session.current_config()
+    if config is None or not config.tracing:
+        return None
+    return _tracing.get_tracer()
+
+
+class _SpanEnd:
+    """Ends a span once, from whichever of several paths gets there first."""
+
+    __slots__ = ("span", "_lock", "_done")
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+        self._lock = threading.Lock()
+        self._done = False
+
+    def __call__(self, exc: BaseException | None = None) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        _tracing._end_with(self.span, exc)
+
+    def on_result(self, callback: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+        def done(value: Any) -> Any:
+            self(None)
+            return callback(value) if callback is not None else None
+
+        return done
+
+    def on_error(self, callback: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+        def failed(exc: Any) -> Any:
+            self(exc if isinstance(exc, BaseException) else None)
+            return callback(exc) if callback is not None else None
+
+        return failed
+
+
+class _EndingIterator:
+    """An ``IMapIterator`` that ends its span when it runs out or fails."""
+
+    def __init__(self, inner: Any, end: _SpanEnd) -> None:
+        self._inner = inner
+        self._end = end
+
+    def __iter__(self) -> _EndingIterator:
+        return self
+
+    def next(self, timeout: float | None = None) -> Any:
+        try:
+            return self._inner.next(timeout) if timeout is not None else next(self._inner)
+        except StopIteration:
+            self._end(None)
+            raise
+        except multiprocessing.TimeoutError:
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    __next__ = next
+
+
+def _start_span(tracer: Any, name: str, func: Any, **attributes: Any) -> Any:
+    return tracer.start_span(
+        f"{name} {_tracing._qualname(func)}",
+        attributes={"mptrace.span": "submit", "code.function.name": _tracing._qualname(func), **attributes},
+    )
+
+
+class Pool(multiprocessing.pool.Pool):
+    """``multiprocessing.Pool`` whose workers and tasks are traced.
+
+    ``context=`` may be a stdlib or an mptrace context (its start method is
+    used); the default is the default start method.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
+        # Workers started later (maxtasksperchild, a worker that died) are
+        # started by the pool's own thread: they take the context of now.
+        carrier = _tracing.carrier() if _tracer() is not None else None
+        self.Process = functools.partial(_pool_worker, carrier)  # type: ignore[assignment]
+        super().__init__(processes, initializer, initargs, maxtasksperchild, _participating(context))
+
+    def _map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        mapper: Callable[..., Any],
+        chunksize: int | None = None,
+        callback: Callable[..., Any] | None = None,
+        error_callback: Callable[..., Any] | None = None,
+    ) -> Any:
+        tracer = _tracer()
+        if tracer is None:
+            return super()._map_async(func, iterable, mapper, chunksize, callback, error_callback)
+        name = "Pool.starmap" if mapper is multiprocessing.pool.starmapstar else "Pool.map"
+        end = _SpanEnd(_start_span(tracer, name, func))
+        task = _tracing.TaskCall(func, _tracing.carrier(end.span))
+        try:
+            result = super()._map_async(
+                task, iterable, mapper, chunksize, end.on_result(callback), end.on_error(error_callback)
+            )
+        except BaseException as exc:
+            end(exc)
+            raise
+        if result.ready():  # an empty iterable: no callback comes
+            end(None)
+        return result
+
+    def _imap(self, method: Callable[..., Any], name: str, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int) -> Any:
+        tracer = _tracer()
+        if tracer is None:
+            return method(func, iterable, chunksize)
+        end = _SpanEnd(_start_span(tracer, name, func))
+        try:
+            inner = method(_tracing.TaskCall(func, _tracing.carrier(end.span)), iterable, chunksize)
+        except BaseException as exc:
+            end(exc)
+            raise
+        return _EndingIterator(inner, end)
+
+    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> Any:
+        return self._imap(super().imap, "Pool.imap", func, iterable, chunksize)
+
+    def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> Any:
+        return self._imap(super().imap_unordered, "Pool.imap_unordered", func, iterable, chunksize)
+
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: dict[str, Any] = {},  # noqa: B006 - the stdlib's signature
+        callback: Callable[..., Any] | None = None,
+        error_callback: Callable[..., Any] | None = None,
+    ) -> Any:
+        if _tracer() is not None:
+            func = _tracing.TaskCall(func, _tracing.carrier())
+        return super().apply_async(func, args, kwds, callback, error_callback)
+
+
+def _pool_worker(carrier: dict[str, str] | None, ctx: Any, *args: Any, **kwds: Any) -> Any:
+    process = ctx.Process(*args, **kwds)
+    process._mptrace_parent_carrier = carrier
+    return process
+
+
+class ProcessPoolExecutor(cfp.ProcessPoolExecutor):
+    """``concurrent.futures.ProcessPoolExecutor`` whose workers and tasks are traced.
+
+    ``mp_context=`` may be a stdlib or an mptrace context; the default is
+    the default start method.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(max_workers, _participating(mp_context), initializer, initargs, **kwargs)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        # map() submits partial(_process_chunk, TaskCall(...)): already traced per item.
+        is_map_chunk = isinstance(fn, functools.partial) and fn.func is cfp._process_chunk
+        if not is_map_chunk and _tracer() is not None:
+            fn = _tracing.TaskCall(fn, _tracing.carrier())
+        return super().submit(fn, *args, **kwargs)
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        tracer = _tracer()
+        if tracer is None:
+            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize, **kwargs)
+        end = _SpanEnd(_start_span(tracer, "ProcessPoolExecutor.map", fn))
+        task = _tracing.TaskCall(fn, _tracing.carrier(end.span))
+        try:
+            results = super().map(task, *iterables, timeout=timeout, chunksize=chunksize, **kwargs)
+        except BaseException as exc:
+            end(exc)
+            raise
+        return _ending_generator(results, end)
+
+
+def _ending_generator(results: Iterator[Any], end: _SpanEnd) -> Iterator[Any]:
+    try:
+        yield from results
+    except BaseException as exc:
+        end(exc)
+        raise
+    end(None)

@@ -1,0 +1,502 @@
+"""Spans in every participating process, sent to the listener as plain dicts.
+
+Each participating process has an OpenTelemetry SDK ``TracerProvider`` (the
+user's own, if one is set) with :class:`FunnelSpanProcessor`: when a span
+ends, it becomes a plain dict on the process's stream before ``end()``
+returns, so a child that then dies has lost nothing. Children never batch and
+never talk to a collector; the listener does.
+
+Context crosses processes as a W3C ``traceparent`` carrier, with every process
+and with every task, so a reused pool worker parents each task under the span
+that submitted it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import platform
+import socket
+from typing import Any, Callable, Iterator, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from ._plain import plain, safe_repr
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SCOPE = "mptrace"
+_propagator = TraceContextTextMapPropagator()
+
+#: The span context of this process's own process span, when a parent made one.
+process_span_context: trace.SpanContext | None = None
+
+
+# -- spans as plain data ---------------------------------------------------------
+
+_resource_cache: dict[tuple[int, int], dict[str, Any]] = {}
+
+
+def _resource(resource: Any) -> dict[str, Any]:
+    key = (id(resource), os.getpid())
+    cached = _resource_cache.get(key)
+    if cached is None:
+        cached = {k: plain(v) for k, v in resource.attributes.items()}
+        # A forked child shares its parent's provider: say who made the span.
+        cached["process.pid"] = os.getpid()
+        cached["process.parent_pid"] = os.getppid()
+        if len(_resource_cache) > 64:
+            _resource_cache.clear()
+        _resource_cache[key] = cached
+    return cached
+
+
+def _hex(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+def span_to_plain(span: Any) -> dict[str, Any]:
+    """A finished SDK span as a plain dict (see docs/jsonl-schema.md)."""
+    ctx = span.context
+    parent = span.parent
+    scope = span.instrumentation_scope
+    status = span.status
+    return {
+        "kind": "span",
+        "name": span.name,
+        "trace_id": _hex(ctx.trace_id, 32),
+        "span_id": _hex(ctx.span_id, 16),
+        "parent_span_id": _hex(parent.span_id, 16) if parent is not None else None,
+        "span_kind": span.kind.name.lower(),
+        "start_ns": span.start_time,
+        "end_ns": span.end_time,
+        "status": status.status_code.name.lower(),
+        "status_message": status.description,
+        "attributes": {k: plain(v) for k, v in (span.attributes or {}).items()},
+        "events": [
+            {
+                "name": e.name,
+                "ts": e.timestamp,
+                "attributes": {k: plain(v) for k, v in (e.attributes or {}).items()},
+            }
+            for e in span.events
+        ],
+        "links": [
+            {
+                "trace_id": _hex(link.context.trace_id, 32),
+                "span_id": _hex(link.context.span_id, 16),
+                "attributes": {k: plain(v) for k, v in (link.attributes or {}).items()},
+            }
+            for link in span.links
+        ],
+        "scope": {
+            "name": scope.name if scope else "",
+            "version": scope.version if scope else None,
+        },
+        "resource": _resource(span.resource),
+        "process": _process_name(),
+    }
+
+
+def _process_name() -> str:
+    from ._stream import _process_name as name
+
+    return name()
+
+
+class FunnelSpanProcessor:
+    """``SpanProcessor`` that sends every ended span to the current session.
+
+    Outside a session (before ``init``, after ``shutdown``) it does nothing,
+    so it can stay on a provider that outlives sessions.
+    """
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def _on_ending(self, span: Any) -> None:  # SDK >= 1.29 calls this too
+        pass
+
+    def on_end(self, span: Any) -> None:
+        from ._session import current_stream
+
+        stream = current_stream()
+        if stream is None:
+            return
+        try:
+            event = span_to_plain(span)
+        except Exception as exc:  # never let telemetry raise into the program
+            event = {
+                "kind": "span",
+                "name": safe_repr(getattr(span, "name", "?")),
+                "mptrace_error": f"span could not be converted: {safe_repr(exc)}",
+            }
+        stream.send(event)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every span was written when it ended
+
+
+_processor = FunnelSpanProcessor()
+
+
+def install_provider(service_name: str) -> None:
+    """Make sure this process's spans reach the funnel.
+
+    With the user's own SDK provider in place, mptrace adds its processor to
+    it; otherwise it sets an SDK provider of its own as the global one.
+    """
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        if not getattr(provider, "_mptrace_processor", False):
+            provider.add_span_processor(_processor)  # type: ignore[arg-type]
+            provider._mptrace_processor = True  # type: ignore[attr-defined]
+        return
+    resource = Resource.create(
+        {
+            "service.name": service_name,
+            "process.runtime.name": platform.python_implementation(),
+            "process.runtime.version": platform.python_version(),
+            "host.name": socket.gethostname(),
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(_processor)  # type: ignore[arg-type]
+    provider._mptrace_processor = True  # type: ignore[attr-defined]
+    trace.set_tracer_provider(provider)
+
+
+# -- the tracer, or nothing ----------------------------------------------------------
+
+_cached: tuple[Any, Any] = (None, None)
+
+
+def get_tracer() -> Any:
+    """mptrace's tracer from the global provider, or None when nothing records."""
+    global _cached
+    provider = trace.get_tracer_provider()
+    if provider is _cached[0]:
+        return _cached[1]
+    if isinstance(provider, trace.ProxyTracerProvider) or isinstance(
+        provider, trace.NoOpTracerProvider
+    ):
+        tracer = None
+    else:
+        from . import __version__
+
+        tracer = provider.get_tracer(SCOPE, __version__)
+    _cached = (provider, tracer)
+    return tracer
+
+
+# -- context across processes -----------------------------------------------------------
+
+
+def carrier(span: Any = None) -> dict[str, str]:
+    """A W3C carrier for the current context, or for *span*."""
+    ctx = trace.set_span_in_context(span) if span is not None else None
+    out: dict[str, str] = {}
+    _propagator.inject(out, context=ctx)
+    return out
+
+
+def attach(carrier: dict[str, str] | None) -> object | None:
+    """Make *carrier*'s span the current parent; returns a token for detach."""
+    if not carrier:
+        return None
+    return otel_context.attach(_propagator.extract(carrier))
+
+
+def detach(token: object | None) -> None:
+    if token is not None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def span_context_of(carrier: dict[str, str] | None) -> trace.SpanContext | None:
+    if not carrier:
+        return None
+    ctx = trace.get_current_span(_propagator.extract(carrier)).get_span_context()
+    return ctx if ctx.is_valid else None
+
+
+# -- logs inside spans ----------------------------------------------------------------
+
+
+def add_trace_context(event: dict[str, Any]) -> None:
+    """Tie a log event to the current span, and the span to the log event."""
+    span = trace.get_current_span()
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return
+    event["trace_id"] = _hex(ctx.trace_id, 32)
+    event["span_id"] = _hex(ctx.span_id, 16)
+    if span.is_recording():
+        attributes = {
+            "log.message": event.get("event", ""),
+            "log.level": event.get("level", ""),
+            "log.logger": event.get("logger", ""),
+        }
+        exc = event.get("exc")
+        if exc:
+            attributes["exception.type"] = exc.get("type", "")
+            attributes["exception.message"] = exc.get("message", "")
+        span.add_event("log", attributes)
+
+
+# -- @traced -------------------------------------------------------------------------------
+
+_ATTR_TYPES = (str, bool, int, float)
+
+
+def _attribute(value: Any) -> Any:
+    if type(value) in _ATTR_TYPES:
+        return value if type(value) is not str or len(value) <= 1024 else value[:1024] + "…"
+    text = safe_repr(value)
+    return text if len(text) <= 1024 else text[:1024] + "…"
+
+
+def _args_attributes(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:  # type: ignore[type-arg]
+    try:
+        bound = signature.bind_partial(*args, **kwargs) if signature else None
+    except TypeError:
+        bound = None
+    if bound is None:
+        items = {f"{i}": a for i, a in enumerate(args)} | kwargs
+    else:
+        items = bound.arguments
+    return {f"code.function.args.{k}": _attribute(v) for k, v in items.items()}
+
+
+class _SpanSettings:
+    __slots__ = ("name", "attributes", "record_args", "signature")
+
+    def __init__(self, func: Callable[..., Any], name: str | None, attributes: Any, record_args: bool) -> None:
+        self.name = name or getattr(func, "__qualname__", None) or safe_repr(func)
+        self.attributes = {
+            "code.function.name": getattr(func, "__qualname__", self.name),
+            "code.namespace": getattr(func, "__module__", None) or "",
+            **{k: _attribute(v) for k, v in (attributes or {}).items()},
+        }
+        self.record_args = record_args
+        try:
+            self.signature = inspect.signature(func) if record_args else None
+        except (TypeError, ValueError):
+            self.signature = None
+
+    def start(self, tracer: Any, args: tuple, kwargs: dict, **extra: Any) -> Any:  # type: ignore[type-arg]
+        attributes = dict(self.attributes)
+        if self.record_args:
+            attributes.update(_args_attributes(self.signature, args, kwargs))
+        return tracer.start_span(self.name, attributes=attributes, **extra)
+
+
+def _end_with(span: Any, exc: BaseException | None) -> None:
+    if exc is not None and not isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration)):
+        span.record_exception(exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.end()
+
+
+def _wrap_sync(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def traced_call(*args: Any, **kwargs: Any) -> Any:
+        tracer = get_tracer()
+        if tracer is None:
+            return func(*args, **kwargs)
+        span = settings.start(tracer, args, kwargs)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            _end_with(span, exc)
+            raise
+        finally:
+            otel_context.detach(token)
+        _end_with(span, None)
+        return result
+
+    return traced_call
+
+
+def _wrap_coroutine(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def traced_call(*args: Any, **kwargs: Any) -> Any:
+        tracer = get_tracer()
+        if tracer is None:
+            return await func(*args, **kwargs)
+        span = settings.start(tracer, args, kwargs)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            _end_with(span, exc)
+            raise
+        finally:
+            otel_context.detach(token)
+        _end_with(span, None)
+        return result
+
+    return traced_call
+
+
+def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def traced_call(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        tracer = get_tracer()
+        if tracer is None:
+            return (yield from func(*args, **kwargs))
+        span = settings.start(tracer, args, kwargs)
+        span_ctx = trace.set_span_in_context(span)
+        gen = func(*args, **kwargs)
+        # The span is current only while the generator's own code runs, never
+        # in the caller between two items.
+        step: Callable[[], Any] = lambda: gen.send(None)  # noqa: E731
+        while True:
+            token = otel_context.attach(span_ctx)
+            try:
+                item = step()
+            except StopIteration as stop:
+                _end_with(span, None)
+                return stop.value
+            except BaseException as exc:
+                _end_with(span, exc)
+                raise
+            finally:
+                otel_context.detach(token)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                gen.close()
+                _end_with(span, None)
+                raise
+            except BaseException as exc:
+                thrown = exc
+                step = lambda: gen.throw(thrown)  # noqa: E731
+            else:
+                step = lambda: gen.send(sent)  # noqa: E731
+
+    return traced_call
+
+
+@overload
+def traced(func: F) -> F: ...
+@overload
+def traced(
+    func: None = None,
+    *,
+    name: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    record_args: bool = False,
+) -> Callable[[F], F]: ...
+
+
+def traced(
+    func: Any = None,
+    *,
+    name: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    record_args: bool = False,
+) -> Any:
+    """Make every call of the decorated function a span.
+
+    The span is named after the function's qualified name unless *name* says
+    otherwise, carries *attributes*, and records the arguments only when
+    *record_args* is true (as ``code.function.args.<name>``, each cut at 1 KiB).
+    An exception is recorded on the span with its traceback, the span's status
+    becomes ERROR, and the exception propagates unchanged. Functions,
+    generator functions and coroutine functions are supported, and the
+    decorated function pickles by reference, so it can be a pool task::
+
+        @mptrace.traced
+        def work(item): ...
+
+        @mptrace.traced(name="load", attributes={"stage": 1}, record_args=True)
+        async def load(path): ...
+
+    Outside an mptrace session, it uses whatever OpenTelemetry provider is set,
+    and with none it calls the function straight through.
+    """
+    if func is None:
+        return lambda f: traced(f, name=name, attributes=attributes, record_args=record_args)
+    if not callable(func):
+        raise TypeError(
+            f"@mptrace.traced decorates a function, generator function or coroutine "
+            f"function, not {type(func).__name__}; for options use "
+            "@mptrace.traced(name=..., attributes=..., record_args=...)."
+        )
+    settings = _SpanSettings(func, name, attributes, record_args)
+    if inspect.iscoroutinefunction(func):
+        return _wrap_coroutine(func, settings)
+    if inspect.isgeneratorfunction(func):
+        return _wrap_generator(func, settings)
+    return _wrap_sync(func, settings)
+
+
+# -- pool tasks --------------------------------------------------------------------------
+
+
+class TaskCall:
+    """A pool task's function with the context it was submitted in.
+
+    Pickled with the task; in the worker, each call is a span named
+    ``task <function>`` under the submitting span, linked to the worker's own
+    process span.
+    """
+
+    __slots__ = ("func", "carrier", "name")
+
+    def __init__(self, func: Callable[..., Any], carrier: dict[str, str], name: str | None = None) -> None:
+        self.func = func
+        self.carrier = carrier
+        self.name = name or f"task {_qualname(func)}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskCall, (self.func, self.carrier, self.name))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        tracer = get_tracer()
+        if tracer is None:
+            return self.func(*args, **kwargs)
+        token = attach(self.carrier)
+        try:
+            links = []
+            if process_span_context is not None:
+                links.append(trace.Link(process_span_context, {"mptrace.link": "worker process"}))
+            span = tracer.start_span(
+                self.name,
+                links=links,
+                attributes={"mptrace.span": "task", "process.pid": os.getpid()},
+            )
+            inner = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                result = self.func(*args, **kwargs)
+            except BaseException as exc:
+                if isinstance(exc, Exception):  # logged inside the task's span
+                    import logging
+
+                    logging.getLogger("mptrace.task").error(
+                        "%s raised %s", self.name, type(exc).__name__, exc_info=True
+                    )
+                _end_with(span, exc)
+                raise
+            finally:
+                otel_context.detach(inner)
+            _end_with(span, None)
+            return result
+        finally:
+            detach(token)
+
+
+def _qualname(func: Any) -> str:
+    module = getattr(func, "__module__", None)
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}.{name}" if module and module != "builtins" else name
