@@ -36,7 +36,9 @@ LEVEL_STYLES = {
 }
 
 # What the console shows as columns of its own, or not at all.
-_HIDDEN = frozenset(("kind", "ts", "pid", "ppid", "seq", "process", "exc", "stack"))
+_HIDDEN = frozenset(
+    ("kind", "ts", "pid", "ppid", "seq", "process", "exc", "stack", "trace_id", "span_id")
+)
 
 
 def use_colours(stream: TextIO) -> bool:
