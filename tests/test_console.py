@@ -76,11 +76,12 @@ class Output:
         return self.stderr.replace("\r\n", "\n").split("\n")
 
     def event_lines(self) -> list[tuple[str, str]]:
-        """(raw line, line without escapes) of every line that starts an event."""
+        """(raw line, line without escapes) of every line that starts a log event."""
         out = []
         for raw in self.lines:
             plain = ANSI.sub("", raw)
-            if HEADER.match(plain):
+            match = HEADER.match(plain)
+            if match and not plain[match.end() :].startswith(("span ", "lifecycle ")):
                 out.append((raw, plain))
         return out
 

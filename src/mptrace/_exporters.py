@@ -3,6 +3,8 @@
 Each exporter has ``export(event)``, ``flush()`` and ``shutdown()``; the
 listener calls ``flush`` whenever it runs out of input, so a file is never
 more than one idle moment behind. OTLP exporters live in ``_otlp.py``.
+An exporter with ``summary(rows)`` (the console) is given the table of every
+process right before ``shutdown()``.
 """
 
 from __future__ import annotations
@@ -10,18 +12,31 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, TextIO
 
-from ._render import make_console_renderer, use_colours
+from ._render import (
+    LifecycleRenderer,
+    format_summary,
+    make_console_renderer,
+    make_span_renderer,
+    use_colours,
+)
 from ._wire import to_json
 
 
 class ConsoleExporter:
-    """Renders log events on the listener's stderr (the program's terminal)."""
+    """Renders events on the listener's stderr (the program's terminal).
+
+    A log event as it was written, a finished span and a lifecycle transition
+    as one line each, and at shutdown the table of every process.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.render = make_console_renderer(use_colours(self.stream))
+        self.colours = use_colours(self.stream)
+        self.render = make_console_renderer(self.colours)
         self.renderers: dict[str, Callable[[dict[str, Any]], str | None]] = {
             "log": self.render,
+            "span": make_span_renderer(self.colours),
+            "lifecycle": LifecycleRenderer(self.colours),
         }
 
     def export(self, event: dict[str, Any]) -> None:
@@ -29,12 +44,19 @@ class ConsoleExporter:
         if render is None:
             return
         line = render(event)
-        if line is None:
-            return
+        if line is not None:
+            self._write(line + "\n")
+
+    def summary(self, rows: list[dict[str, Any]]) -> None:
+        """Print the table of every process (see :func:`format_summary`)."""
+        if rows:
+            self._write(format_summary(rows, self.colours) + "\n")
+
+    def _write(self, text: str) -> None:
         try:
-            self.stream.write(line + "\n")
+            self.stream.write(text)
         except UnicodeEncodeError:
-            data = (line + "\n").encode("utf-8", "backslashreplace")
+            data = text.encode("utf-8", "backslashreplace")
             self.stream.flush()
             self.stream.buffer.write(data)  # type: ignore[attr-defined]
 

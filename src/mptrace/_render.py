@@ -3,11 +3,20 @@
 Each line names the process that wrote it, ``name[pid]``, in a colour of its
 own that stays the same for the life of the process. Colours are used only
 when the output is a terminal and ``NO_COLOR`` is unset.
+
+Logs render as they were written; a finished span and a lifecycle transition
+render as one line each, in the same columns::
+
+    10:00:00.123 [info    ] worker-1[123] span task mymod.work 12.3 ms ok
+    10:00:00.125 [error   ] MainProcess[100] lifecycle worker-1[123] exited by SIGKILL
+
+and at shutdown :func:`format_summary` makes the table of every process.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import zlib
 from typing import Any, Callable, TextIO
@@ -145,7 +154,7 @@ def make_console_renderer(colours: bool) -> Callable[[dict[str, Any]], str]:
             view["logger"] = event["logger"]
         view["event"] = event.get("event", "")
         for key, value in event.items():
-            if key not in _HIDDEN and key not in view:
+            if key not in _HIDDEN and key not in view and key != "logger":
                 view[key] = value
         if event.get("stack"):
             view["stack"] = event["stack"]
@@ -168,3 +177,200 @@ def render_fallback(event: dict[str, Any]) -> str:
 
         _fallback = make_console_renderer(use_colours(sys.stderr))
     return _fallback(event)
+
+
+# -- spans and lifecycle transitions -------------------------------------------
+
+Render = Callable[[dict[str, Any]], str]
+
+
+def _line_view(
+    event: dict[str, Any], ts: object, level: str, text: str
+) -> dict[str, Any]:
+    """What the log renderer needs to draw one line for *event*'s process."""
+    return {
+        "ts": ts if ts is not None else time.time_ns(),
+        "level": level,
+        "process": event.get("process", "?"),
+        "pid": event.get("pid", "?"),
+        "event": text,
+    }
+
+
+def format_duration(start_ns: object, end_ns: object) -> str:
+    """``12.3 ms`` below a second, ``4.56 s`` from there, ``?`` when unknown."""
+    if type(start_ns) is not int or type(end_ns) is not int:
+        return "?"
+    ms = (end_ns - start_ns) / 1_000_000
+    return f"{ms:.1f} ms" if abs(ms) < 1000 else f"{ms / 1000:.2f} s"
+
+
+def span_line(event: dict[str, Any]) -> tuple[str, str]:
+    """(level, text) of a finished span: ``span NAME DURATION ok|error: why``."""
+    name = event.get("name", "?")
+    if event.get("mptrace_error"):
+        return "warning", f"span {name} not recorded: {event['mptrace_error']}"
+    duration = format_duration(event.get("start_ns"), event.get("end_ns"))
+    if event.get("status") == "error":
+        why = event.get("status_message")
+        return "error", f"span {name} {duration} error" + (f": {why}" if why else "")
+    return "info", f"span {name} {duration} ok"
+
+
+def make_span_renderer(colours: bool) -> Render:
+    """Return a function that renders one ``span`` event as one console line."""
+    render = make_console_renderer(colours)
+
+    def render_span(event: dict[str, Any]) -> str:
+        level, text = span_line(event)
+        return render(_line_view(event, event.get("end_ns"), level, text))
+
+    return render_span
+
+
+#: Deaths that ``terminate()`` or ``kill()`` asked for (as the process span says too).
+_ASKED_FOR = frozenset(("SIGTERM", "SIGKILL"))
+
+
+def signal_name(event: dict[str, Any]) -> str | None:
+    """The signal that ended the process, from ``signal`` or a negative exit code."""
+    name = event.get("signal")
+    if name:
+        return str(name)
+    code = event.get("exitcode")
+    if type(code) is int and code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return None
+
+
+def _target(event: dict[str, Any]) -> str:
+    name = event.get("target_name", "?")
+    pid = event.get("target_pid")
+    return f"{name}[{pid}]" if pid is not None else str(name)
+
+
+def lifecycle_line(event: dict[str, Any], stopped: bool = False) -> tuple[str, str]:
+    """(level, text) of one transition of a child process.
+
+    *stopped*: ``terminate()`` or ``kill()`` was called on the child, so dying
+    by SIGTERM or SIGKILL is what was asked, not an error. A child that
+    raised is a warning here: its traceback was logged as an error already.
+    """
+    transition = str(event.get("transition", "?"))
+    text = f"lifecycle {_target(event)} {transition}"
+    if transition in ("created", "started") and event.get("start_method"):
+        return "info", f"{text} ({event['start_method']})"
+    if transition == "terminated":
+        return "info", f"{text} by {event.get('how', '?')}()"
+    if transition == "finished":
+        if event.get("outcome") == "raised":
+            exc = event.get("exc") if isinstance(event.get("exc"), dict) else {}
+            why = f"{exc.get('type', '?')}: {exc.get('message', '')}"
+            return "warning", f"{text} raised {why}"
+        return "info", f"{text} {event.get('outcome', '')}".rstrip()
+    if transition == "exited":
+        died_by = signal_name(event)
+        if died_by:
+            asked = stopped and died_by in _ASKED_FOR
+            return ("info" if asked else "error"), f"{text} by {died_by}"
+        code = event.get("exitcode")
+        if code is None:
+            return "warning", f"{text}, exit code unknown"
+        return ("info" if code == 0 else "error"), f"{text} code {code}"
+    return "info", text
+
+
+class LifecycleRenderer:
+    """Renders ``lifecycle`` events, remembering which children were asked to stop.
+
+    A child that dies by SIGTERM or SIGKILL after ``terminate()`` or
+    ``kill()`` exited as asked, at level info; any other death by a signal
+    and any non-zero exit code is an error. (A crash's stack is not repeated
+    here: the parent logs it as an error of its own.)
+    """
+
+    def __init__(self, colours: bool) -> None:
+        self.render = make_console_renderer(colours)
+        self.stopped: set[object] = set()
+
+    def __call__(self, event: dict[str, Any]) -> str:
+        target = event.get("target_pid")
+        transition = event.get("transition")
+        if transition == "terminated":
+            if len(self.stopped) > 10_000:
+                self.stopped.clear()
+            self.stopped.add(target)
+        stopped = transition == "exited" and target in self.stopped
+        if stopped:
+            self.stopped.discard(target)
+        level, text = lifecycle_line(event, stopped)
+        return self.render(_line_view(event, event.get("ts"), level, text))
+
+
+# -- the summary table ---------------------------------------------------------
+
+#: (title, row key, format, right-aligned) of each column.
+_COLUMNS: tuple[tuple[str, str, Callable[[Any], str], bool], ...] = (
+    ("pid", "pid", str, True),
+    ("name", "name", str, False),
+    ("exit", "exit", str, False),
+    ("duration (s)", "duration_s", lambda v: f"{v:.2f}", True),
+    ("CPU (s)", "cpu_s", lambda v: f"{v:.2f}", True),
+    ("peak RSS (MiB)", "peak_rss_bytes", lambda v: f"{v / 1048576:.1f}", True),
+    ("errors", "errors", str, True),
+)
+
+
+def _cell(row: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    try:
+        return fmt(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _row_failed(row: dict[str, Any], key: str) -> bool:
+    """The cell shows a problem: an exit other than 0/running, or errors."""
+    value = row.get(key)
+    if key == "exit":
+        return value is not None and str(value) not in ("0", "running")
+    if key == "errors":
+        return isinstance(value, int) and value > 0
+    return False
+
+
+def format_summary(rows: list[dict[str, Any]], colours: bool) -> str:
+    """The table of every process: pid, name, exit, duration, CPU, peak RSS, errors.
+
+    A missing value shows as ``-``. With colours, names wear their process's
+    colour and failed exits and error counts are red.
+    """
+    cells = [[_cell(row, key, fmt) for _, key, fmt, _ in _COLUMNS] for row in rows]
+    widths = [
+        max([len(title)] + [len(line[i]) for line in cells])
+        for i, (title, *_) in enumerate(_COLUMNS)
+    ]
+
+    def join(texts: list[str], row: dict[str, Any] | None) -> str:
+        out = []
+        for i, (text, (_, key, _, right)) in enumerate(zip(texts, _COLUMNS, strict=True)):
+            padded = text.rjust(widths[i]) if right else text.ljust(widths[i])
+            if colours and row is not None:
+                if key == "name":
+                    padded = f"{process_colour(row.get('pid'))}{padded}{RESET}"
+                elif _row_failed(row, key):
+                    padded = f"{LEVEL_STYLES['error']}{padded}{RESET}"
+            out.append(padded)
+        return "  ".join(out).rstrip()
+
+    header = join([title for title, *_ in _COLUMNS], None)
+    if colours:
+        header = f"{BRIGHT}{header}{RESET}"
+    lines = ["mptrace: processes", "  " + header]
+    lines.extend("  " + join(line, row) for line, row in zip(cells, rows, strict=True))
+    return "\n".join(lines)
