@@ -32,6 +32,8 @@ class ExporterSpec:
 
     kind: str
     target: str | None = None
+    #: Whether log records go too; Jaeger takes traces only.
+    logs: bool = True
 
 
 def parse_exporter(spec: object) -> ExporterSpec:
@@ -60,10 +62,14 @@ def parse_exporter(spec: object) -> ExporterSpec:
                 f"The JSON-lines path {target!r} is a folder; give a file path."
             )
         return ExporterSpec("jsonl", path)
-    if kind in ("otlp", "jaeger", "otlp+grpc"):
+    if kind in ("otlp", "otlp+grpc"):
         return ExporterSpec("otlp", target or None)
-    if kind in ("otlp+http", "jaeger+http"):
+    if kind == "otlp+http":
         return ExporterSpec("otlp+http", target or None)
+    if kind == "jaeger":
+        return ExporterSpec("otlp", target or None, logs=False)
+    if kind == "jaeger+http":
+        return ExporterSpec("otlp+http", target or None, logs=False)
     raise ConfigurationError(f"Unknown exporter {spec!r}. {EXPORTER_HELP}")
 
 

@@ -59,7 +59,9 @@ def lifecycle(transition: str, process: Any, **fields: Any) -> dict[str, Any]:
         "kind": "lifecycle",
         "ts": time.time_ns(),
         "transition": transition,
-        "target_pid": process.pid if transition != "created" else None,
+        "target_pid": fields.pop("target_pid")
+        if "target_pid" in fields
+        else (process.pid if transition != "created" else None),
         "target_name": process.name,
         "start_method": getattr(process, "_start_method", None) or _default_method(),
         "process": _tracing._process_name(),
@@ -96,7 +98,7 @@ class Watch:
 
     __slots__ = (
         "process", "span", "pid", "config", "terminated", "peak_rss", "max_threads",
-        "cpu_user", "cpu_system", "ps",
+        "cpu_user", "cpu_system", "ps", "sentinel", "claimed", "popen",
     )
 
     def __init__(self, process: Any, config: ChildConfig) -> None:
@@ -105,6 +107,9 @@ class Watch:
         self.pid = process.pid
         self.config = config
         self.terminated: str | None = None
+        self.sentinel = process.sentinel
+        self.popen = process._popen  # outlives a close() of the process object
+        self.claimed = False  # finished by exactly one of join, close, monitor
         self.peak_rss = 0
         self.max_threads = 0
         self.cpu_user: float | None = None
@@ -160,14 +165,31 @@ def after_start(process: Any, config: ChildConfig) -> None:
     span = getattr(process, "_mptrace_span", None)
     if span is None:
         return
+    started_ns = getattr(process, "_mptrace_start_ns", None) or time.time_ns()
     span.set_attribute("process.pid", process.pid)
-    span.add_event("started", {"process.pid": process.pid})
+    span.add_event("started", {"process.pid": process.pid}, timestamp=started_ns)
     _serialise_poll(process)
-    _send(lifecycle("started", process))
+    _send(lifecycle("started", process, ts=started_ns))
     watch = Watch(process, config)
     watch.sample()
     process._mptrace_watch = watch
     monitor().watch(watch)
+
+
+def observed_exit(process: Any) -> None:
+    """``join()`` or ``close()`` saw the child's exit: record it now, once.
+
+    Recording it here, in the caller's thread, means the span has ended when
+    ``join()`` returns, and a child that ends right after joining its own
+    children has closed their spans first.
+    """
+    watch = getattr(process, "_mptrace_watch", None)
+    if watch is not None and _monitor_for(watch).claim(watch):
+        finish(watch)
+
+
+def _monitor_for(watch: Watch) -> Monitor:
+    return monitor()
 
 
 def terminated(process: Any, how: str) -> None:
@@ -200,9 +222,9 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
     code = None
     if not running_at_shutdown:
         try:
-            code = process._popen.wait(5.0)
+            code = watch.popen.wait(5.0)
         except Exception:
-            code = process.exitcode
+            code = watch.popen.returncode
     end_ns = time.time_ns()
     sig = _signal_name(code)
     attributes: dict[str, Any] = {
@@ -238,7 +260,7 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
         return
     _send(
         lifecycle(
-            "exited", process, ts=end_ns, exitcode=code, signal=sig,
+            "exited", process, ts=end_ns, target_pid=watch.pid, exitcode=code, signal=sig,
             cpu_user_s=watch.cpu_user, cpu_system_s=watch.cpu_system,
             peak_rss_bytes=watch.peak_rss, threads=watch.max_threads,
             **({"crash": crash} if crash else {}),
@@ -278,8 +300,21 @@ class Monitor:
 
     def watch(self, watch: Watch) -> None:
         with self._lock:
-            self._watches[watch.process.sentinel] = watch
+            self._watches[watch.sentinel] = watch
         os.write(self._wake_w, b"w")
+
+    def claim(self, watch: Watch) -> bool:
+        """True for the first caller only: that caller records the exit."""
+        with self._lock:
+            if watch.claimed:
+                return False
+            watch.claimed = True
+            self._watches.pop(watch.sentinel, None)
+        try:
+            os.write(self._wake_w, b"c")  # stop waiting on a sentinel close() may shut
+        except OSError:
+            pass
+        return True
 
     def _run(self) -> None:
         next_sample = time.monotonic() + self.interval
@@ -287,14 +322,17 @@ class Monitor:
             with self._lock:
                 sentinels = list(self._watches)
             timeout = max(0.0, next_sample - time.monotonic())
-            ready = multiprocessing.connection.wait([self._wake_r, *sentinels], timeout)
+            try:
+                ready = multiprocessing.connection.wait([self._wake_r, *sentinels], timeout)
+            except (OSError, ValueError):  # a sentinel closed under us: look again
+                continue
             for fd in ready:
                 if fd == self._wake_r:
                     os.read(self._wake_r, 4096)
                     continue
                 with self._lock:
-                    watch = self._watches.pop(fd, None)  # type: ignore[call-overload]
-                if watch is not None:
+                    watch = self._watches.get(fd)  # type: ignore[call-overload]
+                if watch is not None and self.claim(watch):
                     self._finish(watch)
             if time.monotonic() >= next_sample:
                 with self._lock:
@@ -316,10 +354,14 @@ class Monitor:
         os.write(self._wake_w, b"s")
         self._thread.join(5.0)
         with self._lock:
-            watches = list(self._watches.items())
-            self._watches.clear()
-        for sentinel, watch in watches:
-            exited = bool(multiprocessing.connection.wait([sentinel], 0))
+            watches = list(self._watches.values())
+        for watch in watches:
+            if not self.claim(watch):
+                continue
+            try:
+                exited = watch.popen.poll() is not None
+            except Exception:
+                exited = watch.popen.returncode is not None
             self._finish(watch, running_at_shutdown=not exited)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)

@@ -42,6 +42,8 @@ READ_SIZE = 256 * 1024
 #: seconds before the next one: far fewer wake-ups on both sides of every
 #: stream, for a millisecond of latency.
 SMALL_READ = 16 * 1024
+#: Seconds a child's process span waits for the child's stream to end.
+HOLD_SPAN = 1.0
 BATCH_PAUSE = 0.001
 LISTENER_NAME = "mptrace-listener"
 
@@ -107,6 +109,8 @@ class Listener:
         self.deadline = float("inf")
         self.last_data = time.monotonic()
         self.table = ProcessTable()
+        self.ended_pids: set[Any] = set()
+        self.held_spans: dict[int, tuple[float, dict[str, Any]]] = {}
         self._draining_pids: set[int] = set()
         self.owner_gone = False
         self._owner_fd: int | None = None
@@ -224,6 +228,8 @@ class Listener:
         self.sel.unregister(peer.fd)
         del self.peers[peer.fd]
         os.close(peer.fd)
+        self.ended_pids.add(peer.pid)
+        self._release_held(peer.pid)
         if peer.reader.pending and not corrupt:
             self._lost(peer, 1, "its last record was cut off mid-write")
 
@@ -278,9 +284,9 @@ class Listener:
         elif kind == _SPAN:
             attributes = event.get("attributes")
             if type(attributes) is dict and attributes.get("mptrace.span") == "process":
-                self._drain_pid(attributes.get("process.pid"))
-                self.table.complete_span(event)
-            self.export(event)
+                self._process_span(attributes.get("process.pid"), event)
+            else:
+                self.export(event)
         elif kind == _LIFECYCLE:
             self.table.on_lifecycle(event)
             self.export(event)
@@ -293,6 +299,36 @@ class Listener:
                 self.begin_drain(self.cfg.shutdown_timeout)
         else:
             self.export(event)
+
+    def _process_span(self, pid: object, span: dict[str, Any]) -> None:
+        """Export a child's process span once the child's own account is in.
+
+        The parent ends the span when it sees the exit; what the child wrote
+        before exiting may still sit in its stream, or its stream may not be
+        taken in yet. Hold the span until that stream ends, for a moment at
+        most.
+        """
+        self._drain_pid(pid)
+        if type(pid) is int and pid not in self.ended_pids:
+            self.held_spans[pid] = (time.monotonic() + HOLD_SPAN, span)
+            return
+        self._release_span(span)
+
+    def _release_span(self, span: dict[str, Any]) -> None:
+        self.table.complete_span(span)
+        self.export(span)
+
+    def _release_held(self, pid: object = None, everything: bool = False) -> None:
+        if pid is not None:
+            held = self.held_spans.pop(pid, None)  # type: ignore[call-overload]
+            if held is not None:
+                self._release_span(held[1])
+        if everything or self.held_spans:
+            now = time.monotonic()
+            for key, (deadline, span) in list(self.held_spans.items()):
+                if everything or now >= deadline:
+                    del self.held_spans[key]
+                    self._release_span(span)
 
     def _drain_pid(self, pid: object) -> None:
         """Read all a (now dead) child wrote, so its account precedes its span."""
@@ -392,6 +428,8 @@ class Listener:
                 elif what == _OWNER:
                     self.sel.unregister(key.fileobj)
                     self.owner_gone = True
+            if self.held_spans:
+                self._release_held()
             if not ready:
                 self.flush()
             if not self.draining and not self._owner_alive():
@@ -404,6 +442,7 @@ class Listener:
         self.finish()
 
     def finish(self) -> None:
+        self._release_held(everything=True)
         rows = self.table.summary()
         for exporter in self.exporters:
             summary = getattr(exporter, "summary", None)

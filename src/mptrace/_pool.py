@@ -98,6 +98,10 @@ class _EndingIterator:
 
     __next__ = next
 
+    def __del__(self) -> None:
+        # Dropped before the end: the span ends with the iterator.
+        self._end(None)
+
 
 def _start_span(tracer: Any, name: str, func: Any, **attributes: Any) -> Any:
     return tracer.start_span(
@@ -125,7 +129,18 @@ class Pool(multiprocessing.pool.Pool):
         # started by the pool's own thread: they take the context of now.
         carrier = _tracing.carrier() if _tracer() is not None else None
         self.Process = functools.partial(_pool_worker, carrier)  # type: ignore[assignment]
+        self._mptrace_open: list[_SpanEnd] = []  # spans that terminate() ends
         super().__init__(processes, initializer, initargs, maxtasksperchild, _participating(context))
+
+    def _track(self, end: _SpanEnd) -> _SpanEnd:
+        self._mptrace_open = [e for e in self._mptrace_open if not e._done]
+        self._mptrace_open.append(end)
+        return end
+
+    def terminate(self) -> None:
+        for end in self._mptrace_open:
+            end(None)
+        super().terminate()
 
     def _map_async(
         self,
@@ -140,7 +155,7 @@ class Pool(multiprocessing.pool.Pool):
         if tracer is None:
             return super()._map_async(func, iterable, mapper, chunksize, callback, error_callback)
         name = "Pool.starmap" if mapper is multiprocessing.pool.starmapstar else "Pool.map"
-        end = _SpanEnd(_start_span(tracer, name, func))
+        end = self._track(_SpanEnd(_start_span(tracer, name, func)))
         task = _tracing.TaskCall(func, _tracing.carrier(end.span))
         try:
             result = super()._map_async(
@@ -157,7 +172,7 @@ class Pool(multiprocessing.pool.Pool):
         tracer = _tracer()
         if tracer is None:
             return method(func, iterable, chunksize)
-        end = _SpanEnd(_start_span(tracer, name, func))
+        end = self._track(_SpanEnd(_start_span(tracer, name, func)))
         try:
             inner = method(_tracing.TaskCall(func, _tracing.carrier(end.span)), iterable, chunksize)
         except BaseException as exc:

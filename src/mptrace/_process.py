@@ -46,9 +46,23 @@ class _Participating:
         traced = config is not None and config.tracing
         if traced:
             _guard(_lifecycle.before_start, self, config)
+        # "started" is when start() began: a forked child may be running
+        # before start() returns.
+        self._mptrace_start_ns = time.time_ns()
         super().start()  # type: ignore[misc]
         if traced:
             _guard(_lifecycle.after_start, self, config)
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)  # type: ignore[misc]
+        if getattr(self, "_mptrace_watch", None) is not None and self.exitcode is not None:  # type: ignore[attr-defined]
+            _guard(_lifecycle.observed_exit, self)
+
+    def close(self) -> None:
+        if getattr(self, "_mptrace_watch", None) is not None and self._popen is not None:  # type: ignore[attr-defined]
+            if self._popen.poll() is not None:  # type: ignore[attr-defined]
+                _guard(_lifecycle.observed_exit, self)
+        super().close()  # type: ignore[misc]
 
     def terminate(self) -> None:
         _guard(_lifecycle.terminated, self, "terminate")
@@ -59,30 +73,37 @@ class _Participating:
         super().kill()  # type: ignore[misc]
 
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
-        # Runs in the child under every start method, before run(); a user's
-        # subclass that overrides run() is covered too.
+        # Runs in the child under every start method; a user's subclass that
+        # overrides run() is covered too.
         config = self._mptrace_config
-        traced = False
+        self._mptrace_traced = False
         if config is not None:
-            try:
-                _session.join(config, getattr(self, "_parent_pid", None))
-                if config.tracing:
-                    _lifecycle.child_running(self, config)
-                    traced = True
-            except Exception as exc:  # never stop the child for telemetry
-                import sys
-
-                sys.stderr.write(f"mptrace: warning: could not join the session: {exc!r}\n")
-            self._mptrace_wrap_run()
+            self._mptrace_wrap_run(config)
         code = super()._bootstrap(*args, **kwargs)  # type: ignore[misc]
-        if traced:
+        if self._mptrace_traced:
+            # Children of this child that nobody joined: their spans close now.
+            _guard(_lifecycle.stop_monitor)
             _guard(_lifecycle.child_finished, self, code)
         return code  # type: ignore[no-any-return]
 
-    def _mptrace_wrap_run(self) -> None:
+    def _mptrace_join(self, config: ChildConfig) -> None:
+        try:
+            _session.join(config, getattr(self, "_parent_pid", None))
+            if config.tracing:
+                _lifecycle.child_running(self, config)
+                self._mptrace_traced = True
+        except Exception as exc:  # never stop the child for telemetry
+            import sys
+
+            sys.stderr.write(f"mptrace: warning: could not join the session: {exc!r}\n")
+
+    def _mptrace_wrap_run(self, config: ChildConfig) -> None:
         run = self.run  # type: ignore[attr-defined]
 
         def run_and_report() -> None:
+            # Joined here, not earlier: _bootstrap has made this process
+            # current_process() by now, so every record names it rightly.
+            self._mptrace_join(config)
             try:
                 run()
             except SystemExit:

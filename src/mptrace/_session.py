@@ -36,6 +36,8 @@ from ._stream import Stream
 from .exceptions import ConfigurationError, ListenerError, MptraceError
 from .processors import DEFAULT_SECRET_KEYS, Redact
 
+#: Seconds beyond ``shutdown_timeout`` that shutdown gives the listener to export.
+_EXPORT_GRACE = 7.0
 #: Seconds ``init`` waits for the listener to say it is ready.
 LISTENER_START_TIMEOUT = 60.0
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -283,11 +285,14 @@ class Session:
             stream.send({"kind": "shutdown", "process": "MainProcess"})
         proc = self._proc
         if proc is not None:
+            # The listener drains for up to *limit*, then its OTLP exporters
+            # may take up to 5 s more to send what is queued.
+            bound = limit + _EXPORT_GRACE
             try:
-                proc.wait(limit + 2.0)
+                proc.wait(bound)
             except subprocess.TimeoutExpired:
                 sys.stderr.write(
-                    f"mptrace: warning: the listener did not stop within {limit + 2.0:.0f} s; "
+                    f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
                     "killed it.\n"
                 )
                 self._kill_listener()

@@ -37,14 +37,24 @@ process_span_context: trace.SpanContext | None = None
 
 # -- spans as plain data ---------------------------------------------------------
 
-_resource_cache: dict[tuple[int, int], dict[str, Any]] = {}
+_resource_cache: dict[tuple[int, int, str | None], dict[str, Any]] = {}
+
+
+_own_resource: Any = None
 
 
 def _resource(resource: Any) -> dict[str, Any]:
-    key = (id(resource), os.getpid())
+    from ._session import current_config
+
+    config = current_config()
+    service = config.service_name if config is not None else None
+    key = (id(resource), os.getpid(), service)
     cached = _resource_cache.get(key)
     if cached is None:
         cached = {k: plain(v) for k, v in resource.attributes.items()}
+        if resource is _own_resource and service:
+            # The global provider outlives sessions; each names its own service.
+            cached["service.name"] = service
         # A forked child shares its parent's provider: say who made the span.
         cached["process.pid"] = os.getpid()
         cached["process.parent_pid"] = os.getppid()
@@ -169,7 +179,9 @@ def install_provider(service_name: str) -> None:
             "host.name": socket.gethostname(),
         }
     )
+    global _own_resource
     provider = TracerProvider(resource=resource)
+    _own_resource = provider.resource
     provider.add_span_processor(_processor)  # type: ignore[arg-type]
     provider._mptrace_processor = True  # type: ignore[attr-defined]
     trace.set_tracer_provider(provider)
