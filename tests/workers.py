@@ -415,3 +415,213 @@ def structlog_exception(tag: str) -> None:
         raise ValueError(f"bad value {tag}")
     except ValueError:
         mptrace.get_logger("tests.exc").exception("it failed", tag=tag)
+
+
+# -- tracing (tests/test_tracing.py, test_lifecycle.py, test_pool.py, test_traced.py) --
+
+
+def tr_square(x: int) -> int:
+    """A pool task: logs once (inside its task span) and returns x squared."""
+    log.info("squaring", extra={"x": x})
+    return x * x
+
+
+def tr_pid(x: int) -> int:
+    """A pool task that says which process ran it."""
+    return os.getpid()
+
+
+def tr_fail_on_two(x: int) -> int:
+    """A pool task that raises ValueError (caused by a KeyError) for x == 2."""
+    if x == 2:
+        try:
+            raise KeyError("the task's cause")
+        except KeyError as cause:
+            raise ValueError(f"task failed on {x}") from cause
+    return x
+
+
+def tr_raise_chained() -> None:
+    """A process target that raises RuntimeError from a KeyError."""
+    try:
+        raise KeyError("inner cause of the child")
+    except KeyError as cause:
+        raise RuntimeError("outer failure of the child") from cause
+
+
+def tr_block(ready) -> None:
+    """Set *ready*, then wait to be terminated or killed (gives up after 60 s)."""
+    import threading
+
+    ready.set()
+    threading.Event().wait(60)
+
+
+def tr_start_grandchild(method: str) -> None:
+    """A process target: inside a @traced call, start a grandchild through mptrace."""
+    code = _tr_grandchild_in_span(method)
+    if code != 0:
+        sys.exit(10 + (code if code > 0 else 0))
+
+
+@mptrace.traced(name="start grandchild")
+def _tr_grandchild_in_span(method: str) -> int:
+    p = mptrace.get_context(method).Process(target=tr_square, args=(5,), name="grandchild")
+    p.start()
+    p.join(60)
+    return p.exitcode if p.exitcode is not None else -999
+
+
+def tr_tree(method: str, items: int) -> dict:
+    """The tree workload, run in an active session: a "root" span, under it two
+    ``mptrace.Process`` children (one returns, one calls ``sys.exit(3)``) and a
+    ``Pool(2).map`` of *items* tasks.
+
+    Returns the pids and results, for the test to check the spans against.
+    """
+    from opentelemetry import trace
+
+    ctx = mptrace.get_context(method)
+    with trace.get_tracer("tests").start_as_current_span("root") as root:
+        children = [
+            ctx.Process(target=tr_square, args=(3,), name="tree-child-0"),
+            ctx.Process(target=log_then_exit, args=(0, "sys.exit"), name="tree-child-1"),
+        ]
+        for p in children:
+            p.start()
+        pool = mptrace.Pool(2, context=ctx)
+        try:
+            results = pool.map(tr_square, range(items))
+        finally:
+            pool.close()
+            pool.join()
+        for p in children:
+            p.join(60)
+    return {
+        "root_span_id": format(root.get_span_context().span_id, "016x"),
+        "trace_id": format(root.get_span_context().trace_id, "032x"),
+        "children": {p.name: p.pid for p in children},
+        "exitcodes": [p.exitcode for p in children],
+        "results": results,
+        "parent_pid": os.getpid(),
+    }
+
+
+def tr_program(exporters: list, method: str, service_name: str, items: int) -> dict:
+    """A whole traced program: init, the tree workload, shutdown.
+
+    Returns what the program saw, and how long ``shutdown()`` took.
+    """
+    session = mptrace.init(exporters=exporters, service_name=service_name)
+    out = tr_tree(method, items)
+    t0 = time.monotonic()
+    session.shutdown()
+    out["shutdown_s"] = time.monotonic() - t0
+    return out
+
+
+@mptrace.traced
+def tr_traced_add(a: int, b: int) -> int:
+    """@traced with no options: the span's name is the qualified name."""
+    return a + b
+
+
+@mptrace.traced(name="custom span", attributes={"stage": 2, "team": "core"}, record_args=True)
+def tr_traced_named(a: int, b: int = 10, *, label: object = None) -> int:
+    """@traced with every option."""
+    return a * b
+
+
+@mptrace.traced(record_args=False)
+def tr_traced_secret(password: str) -> int:
+    """@traced(record_args=False): the argument must not be recorded."""
+    return len(password)
+
+
+@mptrace.traced
+def tr_traced_current() -> bool:
+    """Whether a valid span is current inside the call."""
+    from opentelemetry import trace
+
+    return trace.get_current_span().get_span_context().is_valid
+
+
+@mptrace.traced
+def tr_traced_gen(n: int):
+    """A traced generator: logs inside its body before each item."""
+    for i in range(n):
+        log.info("generating", extra={"i": i})
+        yield i * 10
+    log.info("generator done")
+
+
+@mptrace.traced
+async def tr_traced_coro(x: int) -> int:
+    """A traced coroutine function: awaits, then logs inside its span."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    log.info("coroutine resumed", extra={"x": x})
+    return x + 1
+
+
+class TrError(Exception):
+    """The exception a traced function raises."""
+
+
+@mptrace.traced
+def tr_traced_raises(message: str, box: list) -> None:
+    """Put the exception in *box*, then raise it."""
+    exc = TrError(message)
+    box.append(exc)
+    raise exc
+
+
+@mptrace.traced
+def tr_traced_task(x: int) -> int:
+    """A traced function used as a pool task."""
+    return x * 3
+
+
+class TrHolder:
+    @mptrace.traced
+    def method(self, x: int) -> int:
+        """A traced method: its span is named TrHolder.method."""
+        return x - 1
+
+
+def tr_mul(a: int, b: int) -> int:
+    """A two-argument pool task, for starmap."""
+    return a * b
+
+
+def tr_init(tag: str) -> None:
+    """A pool initializer: logs once in each new worker."""
+    log.info("worker initialized", extra={"tag": tag})
+
+
+def tr_leave_grandchild(release) -> None:
+    """Fork a plain grandchild (os.fork, not mptrace) that outlives this child
+    until *release* is set; it inherits this child's copy of every descriptor."""
+    if os.fork() == 0:
+        try:
+            release.wait(60)
+        finally:
+            os._exit(0)
+
+
+def tr_write_fd(fd: int) -> None:
+    """Write one byte to *fd* (inherited through fork): "my target is running"."""
+    os.write(fd, b"r")
+
+
+def tr_start_grandchildren(method: str, n: int) -> None:
+    """A process target: start *n* grandchildren through mptrace, join them, return at once."""
+    ctx = mptrace.get_context(method)
+    children = [ctx.Process(target=tr_square, args=(i,), name=f"grandchild-{i}") for i in range(n)]
+    for p in children:
+        p.start()
+    for p in children:
+        p.join(60)
+    if any(p.exitcode != 0 for p in children):
+        sys.exit(5)
