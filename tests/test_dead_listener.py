@@ -92,3 +92,20 @@ class TestListenerStuck:
         assert match, err[-2000:]
         assert float(match.group(1)) < 0.5 + 0.5
         assert "the listener accepted nothing for 0.5 s" in err
+
+
+class TestSpansAfterDeath:
+    def test_a_span_ended_after_the_listener_died_is_rendered_on_stderr(self, jsonl, capfd):
+        """A span that cannot reach the listener is printed as the console would print it."""
+
+        @mptrace.traced(name="late work")
+        def late() -> int:
+            return 42
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        os.kill(session.listener_pid, signal.SIGKILL)
+        session._proc.wait(10)
+        assert late() == 42
+        session.shutdown()
+        err = capfd.readouterr().err
+        assert re.search(r"MainProcess\[\d+\] span late work [0-9.]+ (ms|s) ok", err), err[-2000:]

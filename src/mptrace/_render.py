@@ -166,17 +166,24 @@ def make_console_renderer(colours: bool) -> Callable[[dict[str, Any]], str]:
     return render
 
 
-_fallback: Callable[[dict[str, Any]], str] | None = None
+_fallback: dict[str, Callable[[dict[str, Any]], str | None]] = {}
 
 
-def render_fallback(event: dict[str, Any]) -> str:
-    """Render *event* for this process's own stderr (the listener is gone)."""
-    global _fallback
-    if _fallback is None:
+def render_fallback(event: dict[str, Any]) -> str | None:
+    """Render *event* for this process's own stderr (the listener is gone).
+
+    Logs, spans and lifecycle changes get the very lines the console exporter
+    would have printed.
+    """
+    if not _fallback:
         import sys
 
-        _fallback = make_console_renderer(use_colours(sys.stderr))
-    return _fallback(event)
+        colours = use_colours(sys.stderr)
+        _fallback["log"] = make_console_renderer(colours)
+        _fallback["span"] = make_span_renderer(colours)
+        _fallback["lifecycle"] = LifecycleRenderer(colours)
+    render = _fallback.get(event.get("kind", "log"), _fallback["log"])
+    return render(event)
 
 
 # -- spans and lifecycle transitions -------------------------------------------

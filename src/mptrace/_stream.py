@@ -214,7 +214,8 @@ class Stream:
             line = render_fallback(event)
         except Exception as exc:  # pragma: no cover - renderer bug
             line = f"{event!r} (rendering failed: {exc!r})"
-        _write_stderr(line + "\n")
+        if line is not None:
+            _write_stderr(line + "\n")
 
 
 _KEEP_WHEN_REDACTION_FAILS = frozenset(
