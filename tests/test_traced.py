@@ -228,3 +228,43 @@ print(json.dumps(out))
         """Decorating at import time starts no session."""
         assert workers.tr_traced_add.__wrapped__(1, 1) == 2
         assert mptrace.get_session() is None
+
+
+class TestAsyncGenerators:
+    def test_an_async_generator_is_one_span_over_its_whole_iteration(self, session, jsonl):
+        """The span of an async generator starts at the call and ends after the last item."""
+        import asyncio
+
+        @mptrace.traced(name="agen")
+        async def numbers(n):
+            for i in range(n):
+                await asyncio.sleep(0)
+                yield i
+
+        async def consume():
+            return [i async for i in numbers(3)]
+
+        assert asyncio.run(consume()) == [0, 1, 2]
+        session.shutdown()
+        spans = [e for e in read_jsonl(jsonl) if e.get("kind") == "span" and e["name"] == "agen"]
+        assert len(spans) == 1
+        assert spans[0]["status"] == "unset"
+
+    def test_an_exception_inside_an_async_generator_is_recorded_and_raised(self, session, jsonl):
+        """An exception raised mid-iteration ends the span as an error and reaches the caller."""
+        import asyncio
+
+        @mptrace.traced(name="agen-fails")
+        async def failing():
+            yield 1
+            raise KeyError("gone")
+
+        async def consume():
+            return [i async for i in failing()]
+
+        with pytest.raises(KeyError):
+            asyncio.run(consume())
+        session.shutdown()
+        (span,) = [e for e in read_jsonl(jsonl) if e.get("kind") == "span" and e["name"] == "agen-fails"]
+        assert span["status"] == "error"
+        assert [e["attributes"]["exception.type"] for e in span["events"] if e["name"] == "exception"] == ["KeyError"]

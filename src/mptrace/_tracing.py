@@ -399,6 +399,41 @@ def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callab
     return traced_call
 
 
+def _wrap_async_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def traced_call(*args: Any, **kwargs: Any) -> Any:
+        tracer = get_tracer()
+        span = settings.start(tracer, args, kwargs) if tracer is not None else trace.INVALID_SPAN
+        span_ctx = trace.set_span_in_context(span)
+        agen = func(*args, **kwargs)
+        step: Callable[[], Any] = lambda: agen.asend(None)  # noqa: E731
+        while True:
+            token = otel_context.attach(span_ctx)
+            try:
+                item = await step()
+            except StopAsyncIteration:
+                _end_with(span, None)
+                return
+            except BaseException as exc:
+                _end_with(span, exc)
+                raise
+            finally:
+                otel_context.detach(token)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                await agen.aclose()
+                _end_with(span, None)
+                raise
+            except BaseException as exc:
+                thrown = exc
+                step = lambda: agen.athrow(thrown)  # noqa: E731
+            else:
+                step = lambda: agen.asend(sent)  # noqa: E731
+
+    return traced_call
+
+
 @overload
 def traced(func: F) -> F: ...
 @overload
@@ -425,7 +460,8 @@ def traced(
     *record_args* is true (as ``code.function.args.<name>``, each cut at 1 KiB).
     An exception is recorded on the span with its traceback, the span's status
     becomes ERROR, and the exception propagates unchanged. Functions,
-    generator functions and coroutine functions are supported, and the
+    generator functions, coroutine functions and async generator functions
+    are supported (a generator's span covers its whole iteration), and the
     decorated function pickles by reference, so it can be a pool task::
 
         @mptrace.traced
@@ -446,6 +482,8 @@ def traced(
             "@mptrace.traced(name=..., attributes=..., record_args=...)."
         )
     settings = _SpanSettings(func, name, attributes, record_args)
+    if inspect.isasyncgenfunction(func):
+        return _wrap_async_generator(func, settings)
     if inspect.iscoroutinefunction(func):
         return _wrap_coroutine(func, settings)
     if inspect.isgeneratorfunction(func):
