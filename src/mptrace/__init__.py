@@ -13,7 +13,7 @@ from __future__ import annotations
 from ._pool import Pool, ProcessPoolExecutor
 from ._process import Process, get_context
 from ._session import JoinedSession, Session, get_logger, get_session, init, shutdown
-from ._tracing import traced
+from ._traced import traced
 from .exceptions import ConfigurationError, ListenerError, MptraceError
 
 __version__ = "0.1.0"

@@ -3,8 +3,8 @@
 Events arrive as plain dicts (see docs/jsonl-schema.md). ``export()`` only
 queues them, so the listener's loop never waits for the network; one
 background thread per signal turns them back into OpenTelemetry SDK objects
-(``ReadableSpan``, log records) and sends them through the SDK's own
-``OTLPSpanExporter`` / ``OTLPLogExporter``::
+(``ReadableSpan``, log records; see ``_otlp_convert.py``) and sends them
+through the SDK's own ``OTLPSpanExporter`` / ``OTLPLogExporter``::
 
     export(event) ──▶ Batcher (bounded queue) ──thread──▶ convert ──▶ SDK exporter
 
@@ -28,8 +28,6 @@ is down cannot hold the end of the program for long.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import sys
@@ -39,21 +37,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from opentelemetry._logs import SeverityNumber
-from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import (
-    Link,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-)
-
 from ._config import ExporterSpec, ListenerConfig
+from ._otlp_convert import LogBuilder, SpanBuilder, _Resources
 
 #: Events waiting to be sent, per signal; more are counted as dropped.
 QUEUE_CAPACITY = 20_000
@@ -68,8 +53,6 @@ EXPORT_TIMEOUT = 5.0
 FLUSH_LIMIT = 5.0
 #: After the SDK exporter is shut down, how long a stuck send may take to end.
 ABANDON_GRACE = 1.0
-#: Distinct resources (one per process, usually) kept converted at once.
-RESOURCE_CACHE_SIZE = 1024
 
 #: Said when log records cannot be sent: some receivers take spans only.
 LOGS_HINT = "; if the receiver takes no logs (Jaeger), set OTEL_LOGS_EXPORTER=none"
@@ -81,317 +64,6 @@ HTTP_DEFAULT = "http://localhost:4318"
 def make_otlp_exporter(spec: ExporterSpec, cfg: ListenerConfig) -> OtlpExporter:
     """The listener's exporter for ``otlp`` (gRPC) and ``otlp+http`` specs."""
     return OtlpExporter(spec, cfg)
-
-
-# -- plain values into OpenTelemetry values ------------------------------------
-
-_INT64 = range(-(2**63), 2**63)
-_UINT64_MAX = 2**64
-
-
-def _utf8(text: str) -> str:
-    """*text* with lone surrogates as ``\\udcXX`` escapes: protobuf takes UTF-8 only."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def _json_text(value: Any) -> str:
-    return _utf8(
-        json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
-    )
-
-
-def _scalar(value: Any) -> Any:
-    """An attribute scalar (str, bool, int in int64, float), or None."""
-    kind = type(value)
-    if kind is str:
-        return _utf8(value)
-    if kind is bool or kind is float:
-        return value
-    if kind is int:
-        return value if value in _INT64 else str(value)
-    return None
-
-
-def attribute_value(value: Any) -> Any:
-    """*value* as an OpenTelemetry attribute value; None means "leave it out".
-
-    Scalars stay as they are and lists of one scalar type become tuples;
-    anything else (dicts, mixed lists) becomes its JSON text.
-    """
-    if value is None:
-        return None
-    scalar = _scalar(value)
-    if scalar is not None:
-        return scalar
-    if isinstance(value, (list, tuple)):
-        items = tuple(_scalar(v) for v in value)
-        if len({type(v) for v in items}) <= 1 and None not in items:
-            return items
-    return _json_text(value)
-
-
-def attributes(mapping: Any) -> dict[str, Any]:
-    """A plain dict as OpenTelemetry attributes (None values are left out)."""
-    if not isinstance(mapping, dict):
-        return {}
-    out = {}
-    for key, value in mapping.items():
-        converted = attribute_value(value)
-        if converted is not None:
-            out[_utf8(str(key))] = converted
-    return out
-
-
-def _event_attributes(mapping: Any) -> BoundedAttributes:
-    """Attributes of a span event or link: SDKs before 1.26 read their ``dropped``."""
-    return BoundedAttributes(attributes=attributes(mapping), immutable=True)
-
-
-def _text(value: Any) -> str:
-    return _utf8(value if isinstance(value, str) else str(value))
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _ns(value: Any) -> int:
-    """A timestamp in nanoseconds; anything else is a malformed event."""
-    if type(value) is not int or not 0 <= value < _UINT64_MAX:
-        raise ValueError(f"not a timestamp in nanoseconds: {value!r}")
-    return value
-
-
-def _id(value: Any, bits: int) -> int:
-    """A trace id (128 bits) or span id (64 bits) from its hex digits."""
-    number = int(value, 16)
-    if not 0 < number < 1 << bits:
-        raise ValueError(f"not a valid {bits}-bit id: {value!r}")
-    return number
-
-
-class _Resources:
-    """``Resource`` objects by their attributes: one per process, made once."""
-
-    def __init__(self, defaults: dict[str, Any]) -> None:
-        self.defaults = defaults
-        self._cache: dict[str, Any] = {}
-
-    def get(self, plain: Any) -> Resource:
-        values = {**self.defaults, **attributes(plain)}
-        key = json.dumps(values, sort_keys=True, default=str)
-        resource = self._cache.get(key)
-        if resource is None:
-            if len(self._cache) >= RESOURCE_CACHE_SIZE:
-                self._cache.clear()
-            resource = self._cache[key] = Resource.create(values)
-        return resource
-
-
-@functools.lru_cache(maxsize=1024)
-def _scope(name: str, version: str | None) -> InstrumentationScope:
-    return InstrumentationScope(name, version)
-
-
-# -- spans ---------------------------------------------------------------------
-
-
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_KINDS = {kind.name.lower(): kind for kind in SpanKind}
-_CODES = {code.name.lower(): code for code in StatusCode}
-
-
-def _context(trace_id: int, span_id: Any) -> SpanContext:
-    return SpanContext(
-        trace_id, _id(span_id, 64), is_remote=False, trace_flags=_SAMPLED
-    )
-
-
-class SpanBuilder:
-    """Rebuilds an SDK ``ReadableSpan`` from a ``span`` event dict.
-
-    Raises (KeyError, ValueError, TypeError, ...) for a dict that is not a
-    well-formed span; the caller counts it as dropped.
-    """
-
-    def __init__(self, resources: _Resources) -> None:
-        self.resources = resources
-
-    def __call__(self, event: dict[str, Any]) -> ReadableSpan:
-        trace_id = _id(event["trace_id"], 128)
-        parent_id = event.get("parent_span_id")
-        code = _CODES.get(str(event.get("status")), StatusCode.UNSET)
-        message = event.get("status_message")
-        scope = event.get("scope") or {}
-        return ReadableSpan(
-            name=_text(event["name"]),
-            context=_context(trace_id, event["span_id"]),
-            parent=_context(trace_id, parent_id) if parent_id else None,
-            resource=self.resources.get(event.get("resource")),
-            attributes=attributes(event.get("attributes")),
-            events=[
-                Event(
-                    _text(e["name"]),
-                    _event_attributes(e.get("attributes")),
-                    _ns(e["ts"]),
-                )
-                for e in event.get("events") or ()
-            ],
-            links=[
-                Link(
-                    _context(_id(link["trace_id"], 128), link["span_id"]),
-                    _event_attributes(link.get("attributes")),
-                )
-                for link in event.get("links") or ()
-            ],
-            kind=_KINDS.get(str(event.get("span_kind")), SpanKind.INTERNAL),
-            status=Status(
-                code, _text(message) if code is StatusCode.ERROR and message else None
-            ),
-            start_time=_ns(event["start_ns"]),
-            end_time=_ns(event["end_ns"]),
-            instrumentation_scope=_scope(
-                _text(scope.get("name") or ""), _optional_text(scope.get("version"))
-            ),
-        )
-
-
-# -- log records ---------------------------------------------------------------
-
-#: Keys of a log event that are not extra fields.
-_LOG_KEYS = frozenset(
-    (
-        "kind",
-        "ts",
-        "level",
-        "logger",
-        "event",
-        "pid",
-        "ppid",
-        "process",
-        "seq",
-        "exc",
-        "stack",
-        "trace_id",
-        "span_id",
-    )
-)
-_SEVERITIES = {
-    "trace": SeverityNumber.TRACE,
-    "debug": SeverityNumber.DEBUG,
-    "info": SeverityNumber.INFO,
-    "warning": SeverityNumber.WARN,
-    "warn": SeverityNumber.WARN,
-    "error": SeverityNumber.ERROR,
-    "exception": SeverityNumber.ERROR,
-    "critical": SeverityNumber.FATAL,
-    "fatal": SeverityNumber.FATAL,
-}
-
-
-def _log_record_factory() -> Callable[..., Any]:
-    """``make(resource, scope, **fields)`` for the installed SDK's log data model.
-
-    SDK 1.39 and later export ``ReadableLogRecord`` around the API's
-    ``LogRecord``; earlier ones export ``LogData`` around the SDK's own.
-    """
-    try:
-        from opentelemetry.sdk._logs import ReadableLogRecord
-    except ImportError:  # SDK < 1.39
-        from opentelemetry.sdk._logs import LogData
-        from opentelemetry.sdk._logs import LogRecord as SdkLogRecord
-
-        def make_old(resource: Any, scope: Any, **fields: Any) -> Any:
-            # These encoders need ids even outside a span (0: none).
-            fields.setdefault("trace_id", 0)
-            fields.setdefault("span_id", 0)
-            fields.setdefault("trace_flags", TraceFlags(TraceFlags.DEFAULT))
-            return LogData(SdkLogRecord(resource=resource, **fields), scope)
-
-        return make_old
-    from opentelemetry._logs import LogRecord
-
-    def make(resource: Any, scope: Any, **fields: Any) -> Any:
-        return ReadableLogRecord(
-            LogRecord(**fields), resource=resource, instrumentation_scope=scope
-        )
-
-    return make
-
-
-class LogBuilder:
-    """Turns a ``log`` event dict into an SDK log record for the OTLP exporter.
-
-    Severity comes from ``level``, the body is the message, the instrumentation
-    scope is the logger's name (as OpenTelemetry's own logging handler does),
-    and the attributes are the extra fields plus the process
-    (``process.pid``, ``process.parent_pid``, ``mptrace.process.name``) and,
-    for an exception, ``exception.type``/``.message``/``.stacktrace``. A log
-    made inside a span carries its trace and span ids.
-    """
-
-    def __init__(self, resources: _Resources) -> None:
-        self.resource = resources.get({})
-        self.make = _log_record_factory()
-
-    @staticmethod
-    def _attributes(event: dict[str, Any]) -> dict[str, Any]:
-        extra = attributes({k: v for k, v in event.items() if k not in _LOG_KEYS})
-        extra.update(
-            attributes(
-                {
-                    "process.pid": event.get("pid"),
-                    "process.parent_pid": event.get("ppid"),
-                    "mptrace.process.name": event.get("process"),
-                    "code.stacktrace": event.get("stack"),
-                }
-            )
-        )
-        exc = event.get("exc")
-        if isinstance(exc, dict):
-            extra.update(
-                attributes(
-                    {
-                        "exception.type": exc.get("type"),
-                        "exception.message": exc.get("message"),
-                        "exception.stacktrace": exc.get("traceback"),
-                    }
-                )
-            )
-        return extra
-
-    @staticmethod
-    def _trace(event: dict[str, Any]) -> dict[str, Any]:
-        """The ids of the span the log was made in, when it was made in one."""
-        try:
-            return {
-                "trace_id": _id(event["trace_id"], 128),
-                "span_id": _id(event["span_id"], 64),
-                "trace_flags": _SAMPLED,
-            }
-        except (KeyError, TypeError, ValueError):
-            return {}
-
-    def __call__(self, event: dict[str, Any]) -> Any:
-        level = str(event.get("level", ""))
-        ts = event.get("ts")
-        return self.make(
-            self.resource,
-            _scope(_text(event.get("logger") or ""), None),
-            timestamp=_ns(ts) if ts is not None else None,
-            observed_timestamp=time.time_ns(),
-            severity_text=level.upper() or None,
-            severity_number=_SEVERITIES.get(level.lower(), SeverityNumber.UNSPECIFIED),
-            body=_text(event.get("event", "")),
-            attributes=self._attributes(event),
-            **self._trace(event),
-        )
 
 
 # -- what the SDK exporters say ------------------------------------------------

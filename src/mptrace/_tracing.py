@@ -9,24 +9,23 @@ never talk to a collector; the listener does.
 Context crosses processes as a W3C ``traceparent`` carrier, with every process
 and with every task, so a reused pool worker parents each task under the span
 that submitted it.
+
+The ``@mptrace.traced`` decorator, built on :func:`get_tracer` and
+``_end_with`` here, is in ``_traced.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import platform
 import socket
-from typing import Any, Callable, Iterator, TypeVar, overload
+from typing import Any, Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._plain import plain, safe_repr
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 SCOPE = "mptrace"
 _propagator = TraceContextTextMapPropagator()
@@ -264,51 +263,7 @@ def add_trace_context(event: dict[str, Any]) -> None:
         span.add_event("log", attributes)
 
 
-# -- @traced -------------------------------------------------------------------------------
-
-_ATTR_TYPES = (str, bool, int, float)
-
-
-def _attribute(value: Any) -> Any:
-    if type(value) in _ATTR_TYPES:
-        return value if type(value) is not str or len(value) <= 1024 else value[:1024] + "…"
-    text = safe_repr(value)
-    return text if len(text) <= 1024 else text[:1024] + "…"
-
-
-def _args_attributes(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:  # type: ignore[type-arg]
-    try:
-        bound = signature.bind_partial(*args, **kwargs) if signature else None
-    except TypeError:
-        bound = None
-    if bound is None:
-        items = {f"{i}": a for i, a in enumerate(args)} | kwargs
-    else:
-        items = bound.arguments
-    return {f"code.function.args.{k}": _attribute(v) for k, v in items.items()}
-
-
-class _SpanSettings:
-    __slots__ = ("name", "attributes", "record_args", "signature")
-
-    def __init__(self, func: Callable[..., Any], name: str | None, attributes: Any, record_args: bool) -> None:
-        self.name = name or getattr(func, "__qualname__", None) or safe_repr(func)
-        self.attributes = {
-            "code.function.name": getattr(func, "__qualname__", self.name),
-            "code.namespace": getattr(func, "__module__", None) or "",
-            **{k: _attribute(v) for k, v in (attributes or {}).items()},
-        }
-        self.record_args = record_args
-        try:
-            self.signature = inspect.signature(func) if record_args else None
-        except (TypeError, ValueError):
-            self.signature = None
-
-    def start(self, tracer: Any, args: tuple, kwargs: dict, **extra: Any) -> Any:  # type: ignore[type-arg]
-        attributes = dict(self.attributes)
-        if self.record_args:
-            attributes.update(_args_attributes(self.signature, args, kwargs))
-        return tracer.start_span(self.name, attributes=attributes, **extra)
+# -- ending spans ------------------------------------------------------------------------
 
 
 def _end_with(span: Any, exc: BaseException | None) -> None:
@@ -316,179 +271,6 @@ def _end_with(span: Any, exc: BaseException | None) -> None:
         span.record_exception(exc)
         span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
     span.end()
-
-
-def _wrap_sync(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
-    @functools.wraps(func)
-    def traced_call(*args: Any, **kwargs: Any) -> Any:
-        tracer = get_tracer()
-        if tracer is None:
-            return func(*args, **kwargs)
-        span = settings.start(tracer, args, kwargs)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            _end_with(span, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        _end_with(span, None)
-        return result
-
-    return traced_call
-
-
-def _wrap_coroutine(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
-    @functools.wraps(func)
-    async def traced_call(*args: Any, **kwargs: Any) -> Any:
-        tracer = get_tracer()
-        if tracer is None:
-            return await func(*args, **kwargs)
-        span = settings.start(tracer, args, kwargs)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            result = await func(*args, **kwargs)
-        except BaseException as exc:
-            _end_with(span, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        _end_with(span, None)
-        return result
-
-    return traced_call
-
-
-def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
-    @functools.wraps(func)
-    def traced_call(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        tracer = get_tracer()
-        if tracer is None:
-            return (yield from func(*args, **kwargs))
-        span = settings.start(tracer, args, kwargs)
-        span_ctx = trace.set_span_in_context(span)
-        gen = func(*args, **kwargs)
-        # The span is current only while the generator's own code runs, never
-        # in the caller between two items.
-        step: Callable[[], Any] = lambda: gen.send(None)  # noqa: E731
-        while True:
-            token = otel_context.attach(span_ctx)
-            try:
-                item = step()
-            except StopIteration as stop:
-                _end_with(span, None)
-                return stop.value
-            except BaseException as exc:
-                _end_with(span, exc)
-                raise
-            finally:
-                otel_context.detach(token)
-            try:
-                sent = yield item
-            except GeneratorExit:
-                gen.close()
-                _end_with(span, None)
-                raise
-            except BaseException as exc:
-                thrown = exc
-                step = lambda: gen.throw(thrown)  # noqa: E731
-            else:
-                step = lambda: gen.send(sent)  # noqa: E731
-
-    return traced_call
-
-
-def _wrap_async_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
-    @functools.wraps(func)
-    async def traced_call(*args: Any, **kwargs: Any) -> Any:
-        tracer = get_tracer()
-        span = settings.start(tracer, args, kwargs) if tracer is not None else trace.INVALID_SPAN
-        span_ctx = trace.set_span_in_context(span)
-        agen = func(*args, **kwargs)
-        step: Callable[[], Any] = lambda: agen.asend(None)  # noqa: E731
-        while True:
-            token = otel_context.attach(span_ctx)
-            try:
-                item = await step()
-            except StopAsyncIteration:
-                _end_with(span, None)
-                return
-            except BaseException as exc:
-                _end_with(span, exc)
-                raise
-            finally:
-                otel_context.detach(token)
-            try:
-                sent = yield item
-            except GeneratorExit:
-                await agen.aclose()
-                _end_with(span, None)
-                raise
-            except BaseException as exc:
-                thrown = exc
-                step = lambda: agen.athrow(thrown)  # noqa: E731
-            else:
-                step = lambda: agen.asend(sent)  # noqa: E731
-
-    return traced_call
-
-
-@overload
-def traced(func: F) -> F: ...
-@overload
-def traced(
-    func: None = None,
-    *,
-    name: str | None = None,
-    attributes: dict[str, Any] | None = None,
-    record_args: bool = False,
-) -> Callable[[F], F]: ...
-
-
-def traced(
-    func: Any = None,
-    *,
-    name: str | None = None,
-    attributes: dict[str, Any] | None = None,
-    record_args: bool = False,
-) -> Any:
-    """Make every call of the decorated function a span.
-
-    The span is named after the function's qualified name unless *name* says
-    otherwise, carries *attributes*, and records the arguments only when
-    *record_args* is true (as ``code.function.args.<name>``, each cut at 1 KiB).
-    An exception is recorded on the span with its traceback, the span's status
-    becomes ERROR, and the exception propagates unchanged. Functions,
-    generator functions, coroutine functions and async generator functions
-    are supported (a generator's span covers its whole iteration), and the
-    decorated function pickles by reference, so it can be a pool task::
-
-        @mptrace.traced
-        def work(item): ...
-
-        @mptrace.traced(name="load", attributes={"stage": 1}, record_args=True)
-        async def load(path): ...
-
-    Outside an mptrace session, it uses whatever OpenTelemetry provider is set,
-    and with none it calls the function straight through.
-    """
-    if func is None:
-        return lambda f: traced(f, name=name, attributes=attributes, record_args=record_args)
-    if not callable(func):
-        raise TypeError(
-            f"@mptrace.traced decorates a function, generator function or coroutine "
-            f"function, not {type(func).__name__}; for options use "
-            "@mptrace.traced(name=..., attributes=..., record_args=...)."
-        )
-    settings = _SpanSettings(func, name, attributes, record_args)
-    if inspect.isasyncgenfunction(func):
-        return _wrap_async_generator(func, settings)
-    if inspect.iscoroutinefunction(func):
-        return _wrap_coroutine(func, settings)
-    if inspect.isgeneratorfunction(func):
-        return _wrap_generator(func, settings)
-    return _wrap_sync(func, settings)
 
 
 # -- pool tasks --------------------------------------------------------------------------
