@@ -58,6 +58,19 @@ def logs_of(events: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
     ]
 
 
+def spans_named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The spans called *name* (JSON-lines events or spans decoded from OTLP)."""
+    return [e for e in events if "span_id" in e and e.get("name") == name]
+
+
+def one_span(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The one span called *name*; fails the test, listing all names, otherwise."""
+    found = spans_named(events, name)
+    names = sorted(str(e.get("name")) for e in events if "span_id" in e)
+    assert len(found) == 1, f"{len(found)} spans named {name!r}; all: {names}"
+    return found[0]
+
+
 @pytest.fixture
 def jsonl(tmp_path: Path) -> Path:
     """Path of a JSON-lines file for the session under test."""

@@ -14,22 +14,12 @@ import pytest
 from opentelemetry import trace
 
 import mptrace
-from conftest import logs_of, read_jsonl
+from conftest import one_span as one, spans_named as named, logs_of, read_jsonl
 from workers import tr_fail_on_two, tr_init, tr_mul, tr_pid, tr_square
 
 
 def spans_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e.get("kind") == "span"]
-
-
-def named(spans: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [s for s in spans if s["name"] == name]
-
-
-def one(spans: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    found = named(spans, name)
-    assert len(found) == 1, f"{len(found)} spans named {name!r}; all: {sorted(s['name'] for s in spans)}"
-    return found[0]
 
 
 def hex_ids(span: Any) -> tuple[str, str]:

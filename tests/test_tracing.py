@@ -20,7 +20,7 @@ import pytest
 from opentelemetry import trace
 
 import mptrace
-from conftest import logs_of, read_jsonl
+from conftest import one_span as one, spans_named as named, logs_of, read_jsonl
 from otlp_receiver import OtlpReceiver
 from workers import tr_square, tr_start_grandchild, tr_start_grandchildren, tr_tree
 
@@ -47,16 +47,6 @@ def from_receiver(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for s in spans
     ]
-
-
-def named(spans: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [s for s in spans if s["name"] == name]
-
-
-def one(spans: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    found = named(spans, name)
-    assert len(found) == 1, f"{len(found)} spans named {name!r}; all: {sorted(s['name'] for s in spans)}"
-    return found[0]
 
 
 def check_tree(spans: list[dict[str, Any]], out: dict[str, Any], method: str, items: int) -> None:
