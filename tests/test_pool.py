@@ -1,4 +1,4 @@
-"""mptrace.Pool and mptrace.ProcessPoolExecutor: a span per call, a task span per item.
+"""mptrace.Pool and mptrace.ProcessPoolExecutor: a span per call, a span per task.
 
 Every test runs real workers under each start method and checks the spans
 that arrive in the session's JSON lines.
@@ -123,6 +123,31 @@ class TestPoolCalls:
             span = one(spans, name)
             assert span["status"] != "error", span["status_message"]
             assert len([t for t in tasks if t["parent_span_id"] == span["span_id"]]) == 3, name
+
+
+class TestMapTasksAreChunks:
+    def test_a_map_task_span_covers_its_chunk_and_every_item_is_counted(self, start_method, session, jsonl):
+        """map with chunksize=10 over 40 items: 4 task spans of 10 items each, all under the map span."""
+        with mptrace.Pool(2, context=mptrace.get_context(start_method)) as pool:
+            assert pool.map(tr_square, range(40), chunksize=10) == [x * x for x in range(40)]
+            assert pool.starmap(tr_mul, [(i, 2) for i in range(9)], chunksize=4) == [2 * i for i in range(9)]
+        session.shutdown()
+        spans = spans_of(read_jsonl(jsonl))
+        the_map = one(spans, "Pool.map workers.tr_square")
+        tasks = [s for s in named(spans, "task workers.tr_square") if s["parent_span_id"] == the_map["span_id"]]
+        assert [t["attributes"]["mptrace.task.items"] for t in tasks] == [10, 10, 10, 10]
+        star = one(spans, "Pool.starmap workers.tr_mul")
+        star_tasks = [s for s in named(spans, "task workers.tr_mul") if s["parent_span_id"] == star["span_id"]]
+        assert sorted(t["attributes"]["mptrace.task.items"] for t in star_tasks) == [1, 4, 4]
+
+    def test_get_context_pool_is_the_traced_pool(self, start_method, session, jsonl):
+        """mptrace.get_context(method).Pool() is mptrace.Pool, so its tasks are traced."""
+        with mptrace.get_context(start_method).Pool(2) as pool:
+            assert isinstance(pool, mptrace.Pool)
+            assert pool.map(tr_square, range(4), chunksize=1) == [0, 1, 4, 9]
+        session.shutdown()
+        spans = spans_of(read_jsonl(jsonl))
+        assert len(named(spans, "task workers.tr_square")) == 4
 
 
 class TestPoolTaskErrors:

@@ -240,7 +240,7 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
         attributes["mptrace.exit.signal"] = sig
     if watch.terminated:
         attributes["mptrace.terminated"] = True
-    crash = _read_crash(watch) if sig in CRASH_SIGNALS else None
+    crash = _read_crash(watch, wanted=sig in CRASH_SIGNALS)
     span.set_attributes(attributes)
     expected = watch.terminated and sig in ("SIGTERM", "SIGKILL")
     if running_at_shutdown:
@@ -275,14 +275,17 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
         _log.error("process %s (pid %d) died of %s", process.name, watch.pid, sig)
 
 
-def _read_crash(watch: Watch) -> str | None:
+def _read_crash(watch: Watch, wanted: bool) -> str | None:
+    """The child's faulthandler output if *wanted*; the file goes either way."""
     path = crash_path(watch.config, watch.pid)
+    text = ""
     try:
-        with open(path, encoding="utf-8", errors="backslashreplace") as f:
-            text = f.read()
+        if wanted:
+            with open(path, encoding="utf-8", errors="backslashreplace") as f:
+                text = f.read()
         os.unlink(path)
     except OSError:
-        return None
+        pass
     return safe_str(text.strip()) or None
 
 

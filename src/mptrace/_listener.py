@@ -52,6 +52,7 @@ _LOG, _SPAN, _LIFECYCLE, _HELLO, _SHUTDOWN = (
     _wire.KIND_CODES[k] for k in ("log", "span", "lifecycle", "hello", "shutdown")
 )
 _PREFIX_SIZE = _wire.PREFIX.size
+_PROCESS_SPAN = b'"mptrace.span": "process"'
 _unpack_prefix = _wire.PREFIX.unpack_from
 
 
@@ -267,6 +268,12 @@ class Listener:
         if gap > 0:
             self._lost(peer, gap, "a gap in its sequence numbers")
         body = frame[_PREFIX_SIZE:]
+        if kind == _SPAN and not self.dict_exporters:
+            raw = bytes(body)
+            # Only a process span needs decoding (the table completes it).
+            if _PROCESS_SPAN not in raw and raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
+                self._export_json(peer, raw)
+                return
         if kind == _LOG and not self.processors:
             raw = bytes(body)
             # Our encoder writes one object with no raw newline; anything else
@@ -470,6 +477,19 @@ class Listener:
                 problems.append(f"{dropped} {exporter.dropped_what} dropped by {exporter.name}")
         if problems:
             _stderr("mptrace: at shutdown: " + "; ".join(problems) + ".\n")
+        if self.owner_gone:
+            self._remove_session_dir()
+
+    def _remove_session_dir(self) -> None:
+        """The owner died without cleaning up: its private directory goes with us."""
+        import shutil
+
+        try:
+            path = self.lsock.getsockname()
+        except OSError:
+            return
+        if isinstance(path, str) and os.path.basename(path) == "funnel.sock":
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 def _stderr(text: str) -> None:

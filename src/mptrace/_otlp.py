@@ -83,9 +83,14 @@ class _SdkComplaints(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.last[record.thread or 0] = record.getMessage()
+            message = record.getMessage()
         except Exception:  # a complaint that cannot be formatted is not worth more
-            pass
+            return
+        # Our own shutdown stops the SDK's retries; the reason worth telling
+        # is the failure that came before it.
+        if "Shutdown in progress" in message and (record.thread or 0) in self.last:
+            return
+        self.last[record.thread or 0] = message
 
     def take(self) -> str | None:
         """The calling thread's last complaint, forgotten once taken."""

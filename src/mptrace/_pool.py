@@ -4,8 +4,11 @@ Same signatures as the stdlib. Their workers join the session (they are
 started through mptrace's contexts), and with tracing on::
 
     Pool.map / starmap / imap / imap_unordered ── a span in the parent
-        └── "task <function>" per item, in whichever worker ran it, with a
-            link to that worker's process span
+        └── "task <function>" per task, in whichever worker ran it, with a
+            link to that worker's process span: for map and starmap a task
+            is a chunk of ``chunksize`` items (the pool's own unit of work,
+            the one ``maxtasksperchild`` counts); for imap (chunksize 1 by
+            default), apply and submit, one item
     Pool.apply / apply_async, Executor.submit ── "task <function>" under the
         span current at submission
 
@@ -156,10 +159,12 @@ class Pool(multiprocessing.pool.Pool):
             return super()._map_async(func, iterable, mapper, chunksize, callback, error_callback)
         name = "Pool.starmap" if mapper is multiprocessing.pool.starmapstar else "Pool.map"
         end = self._track(_SpanEnd(_start_span(tracer, name, func)))
-        task = _tracing.TaskCall(func, _tracing.carrier(end.span))
+        chunk_call = _tracing.ChunkCall(
+            mapper, _tracing.carrier(end.span), f"task {_tracing._qualname(func)}"
+        )
         try:
             result = super()._map_async(
-                task, iterable, mapper, chunksize, end.on_result(callback), end.on_error(error_callback)
+                func, iterable, chunk_call, chunksize, end.on_result(callback), end.on_error(error_callback)
             )
         except BaseException as exc:
             end(exc)

@@ -159,6 +159,17 @@ def _make(method: str) -> tuple[type, type] | None:
             return self
         return get_context(method)
 
+    def pool(
+        self: Any,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+    ) -> Any:
+        from ._pool import Pool
+
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self)
+
     ctx_cls = type(
         type(base_ctx).__name__,
         (type(base_ctx),),
@@ -167,6 +178,7 @@ def _make(method: str) -> tuple[type, type] | None:
             "__qualname__": type(base_ctx).__name__,
             "Process": process_cls,
             "get_context": get_context,
+            "Pool": pool,
             "__doc__": f"The {method!r} context, whose processes join the current session.",
         },
     )

@@ -276,6 +276,48 @@ def _end_with(span: Any, exc: BaseException | None) -> None:
 # -- pool tasks --------------------------------------------------------------------------
 
 
+def _run_task(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    carrier: dict[str, str],
+    name: str,
+    items: int,
+) -> Any:
+    """Call *func* as one task: a span under *carrier*'s, linked to this worker."""
+    tracer = get_tracer()
+    if tracer is None:
+        return func(*args, **kwargs)
+    token = attach(carrier)
+    try:
+        links = []
+        if process_span_context is not None:
+            links.append(trace.Link(process_span_context, {"mptrace.link": "worker process"}))
+        span = tracer.start_span(
+            name,
+            links=links,
+            attributes={"mptrace.span": "task", "mptrace.task.items": items, "process.pid": os.getpid()},
+        )
+        inner = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # logged inside the task's span
+                import logging
+
+                logging.getLogger("mptrace.task").error(
+                    "%s raised %s", name, type(exc).__name__, exc_info=True
+                )
+            _end_with(span, exc)
+            raise
+        finally:
+            otel_context.detach(inner)
+        _end_with(span, None)
+        return result
+    finally:
+        detach(token)
+
+
 class TaskCall:
     """A pool task's function with the context it was submitted in.
 
@@ -295,37 +337,32 @@ class TaskCall:
         return (TaskCall, (self.func, self.carrier, self.name))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        tracer = get_tracer()
-        if tracer is None:
-            return self.func(*args, **kwargs)
-        token = attach(self.carrier)
-        try:
-            links = []
-            if process_span_context is not None:
-                links.append(trace.Link(process_span_context, {"mptrace.link": "worker process"}))
-            span = tracer.start_span(
-                self.name,
-                links=links,
-                attributes={"mptrace.span": "task", "process.pid": os.getpid()},
-            )
-            inner = otel_context.attach(trace.set_span_in_context(span))
-            try:
-                result = self.func(*args, **kwargs)
-            except BaseException as exc:
-                if isinstance(exc, Exception):  # logged inside the task's span
-                    import logging
+        return _run_task(self.func, args, kwargs, self.carrier, self.name, 1)
 
-                    logging.getLogger("mptrace.task").error(
-                        "%s raised %s", self.name, type(exc).__name__, exc_info=True
-                    )
-                _end_with(span, exc)
-                raise
-            finally:
-                otel_context.detach(inner)
-            _end_with(span, None)
-            return result
-        finally:
-            detach(token)
+
+class ChunkCall:
+    """The mapper of a ``Pool.map``/``starmap`` task: one span per chunk.
+
+    A map task is what the pool hands a worker at once, a chunk of
+    ``chunksize`` items (the unit ``maxtasksperchild`` counts too); its span
+    says how many items it carried (``mptrace.task.items``) and records the
+    exception of the item that failed. ``chunksize=1`` gives a span per item.
+    """
+
+    __slots__ = ("mapper", "carrier", "name")
+
+    def __init__(self, mapper: Callable[..., Any], carrier: dict[str, str], name: str) -> None:
+        self.mapper = mapper
+        self.carrier = carrier
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ChunkCall, (self.mapper, self.carrier, self.name))
+
+    def __call__(self, args: tuple[Any, Any]) -> Any:
+        chunk = args[1]
+        items = len(chunk) if hasattr(chunk, "__len__") else 1
+        return _run_task(self.mapper, (args,), {}, self.carrier, self.name, items)
 
 
 def _qualname(func: Any) -> str:

@@ -30,8 +30,17 @@ DEFAULT_SECRET_KEYS = (
 )
 
 _CACHE_LIMIT = 10_000
-# Keys mptrace itself writes on every event: never secrets, never checked.
-_CORE_KEYS = frozenset(("kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq"))
+# Keys mptrace itself writes on events, spans and lifecycle records: never
+# secrets, never checked. What users put in (fields, span attributes, event
+# and link attributes) is.
+_CORE_KEYS = frozenset(
+    (
+        "kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq",
+        "name", "trace_id", "span_id", "parent_span_id", "span_kind", "start_ns",
+        "end_ns", "status", "status_message", "scope", "resource", "transition",
+        "target_pid", "target_name", "start_method",
+    )
+)
 
 
 class Redact:
