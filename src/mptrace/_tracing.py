@@ -242,14 +242,23 @@ def span_context_of(carrier: dict[str, str] | None) -> trace.SpanContext | None:
 # -- logs inside spans ----------------------------------------------------------------
 
 
+_last_ids: tuple[Any, str, str] = (None, "", "")
+
+
 def add_trace_context(event: dict[str, Any]) -> None:
     """Tie a log event to the current span, and the span to the log event."""
+    global _last_ids
     span = trace.get_current_span()
-    ctx = span.get_span_context()
-    if not ctx.is_valid:
-        return
-    event["trace_id"] = _hex(ctx.trace_id, 32)
-    event["span_id"] = _hex(ctx.span_id, 16)
+    if span is _last_ids[0]:  # the same span as last time: its ids are known
+        _, trace_hex, span_hex = _last_ids
+    else:
+        ctx = span.get_span_context()
+        if not ctx.is_valid:
+            return
+        trace_hex, span_hex = _hex(ctx.trace_id, 32), _hex(ctx.span_id, 16)
+        _last_ids = (span, trace_hex, span_hex)
+    event["trace_id"] = trace_hex
+    event["span_id"] = span_hex
     if span.is_recording():
         attributes = {
             "log.message": event.get("event", ""),
