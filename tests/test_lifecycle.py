@@ -369,3 +369,46 @@ class TestStartedBeforeRunning:
         assert [r["transition"] for r in records] == ["created", "started", "running", "finished", "exited"]
         names = [e["name"] for e in span["events"]]
         assert names == ["created", "started", "running", "finished", "exited"]
+
+
+class TestDaemonChildren:
+    def test_a_daemon_child_is_traced_like_any_other(self, start_method, session, jsonl):
+        """daemon=True: a process span with mptrace.daemon true, its exit code, its records."""
+        from workers import wait_then_log
+
+        ctx = mptrace.get_context(start_method)
+        go = ctx.Event()
+        go.set()
+        p = ctx.Process(target=wait_then_log, args=(go, "daemon-done"), daemon=True)
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0
+        session.shutdown()
+        events = read_jsonl(jsonl)
+        (span,) = [e for e in events if e.get("kind") == "span"
+                   and e["attributes"].get("process.pid") == p.pid
+                   and e["attributes"].get("mptrace.span") == "process"]
+        assert span["attributes"]["mptrace.daemon"] is True
+        assert span["attributes"]["process.exit.code"] == 0
+        assert logs_of(events, tag="daemon-done", pid=p.pid)
+
+    def test_a_daemon_still_running_at_shutdown_gets_a_closed_span(self, start_method, jsonl):
+        """A daemon child alive at shutdown: its span ends, saying the session ended while it ran."""
+        from workers import wait_then_log
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        ctx = mptrace.get_context(start_method)
+        go = ctx.Event()
+        p = ctx.Process(target=wait_then_log, args=(go, "late"), daemon=True)
+        p.start()
+        try:
+            session.shutdown()
+        finally:
+            go.set()
+            p.join(60)
+        assert p.exitcode == 0
+        events = read_jsonl(jsonl)
+        (span,) = [e for e in events if e.get("kind") == "span"
+                   and e["attributes"].get("process.pid") == p.pid]
+        assert "session ended while running" in [ev["name"] for ev in span["events"]]
+        assert "process.exit.code" not in span["attributes"]

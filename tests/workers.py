@@ -625,3 +625,9 @@ def tr_start_grandchildren(method: str, n: int) -> None:
         p.join(60)
     if any(p.exitcode != 0 for p in children):
         sys.exit(5)
+
+
+def wait_then_log(go, tag: str) -> None:
+    """Wait for *go* (at most a minute), then log once."""
+    go.wait(60)
+    log.info("after the wait", extra={"tag": tag})
