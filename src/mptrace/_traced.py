@@ -121,7 +121,7 @@ def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callab
         gen = func(*args, **kwargs)
         # The span is current only while the generator's own code runs, never
         # in the caller between two items.
-        step: Callable[[], Any] = lambda: gen.send(None)  # noqa: E731
+        step: Callable[[], Any] = functools.partial(gen.send, None)
         while True:
             token = otel_context.attach(span_ctx)
             try:
@@ -141,10 +141,9 @@ def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callab
                 _end_with(span, None)
                 raise
             except BaseException as exc:
-                thrown = exc
-                step = lambda: gen.throw(thrown)  # noqa: E731
+                step = functools.partial(gen.throw, exc)
             else:
-                step = lambda: gen.send(sent)  # noqa: E731
+                step = functools.partial(gen.send, sent)
 
     return traced_call
 
@@ -156,7 +155,7 @@ def _wrap_async_generator(func: Callable[..., Any], settings: _SpanSettings) -> 
         span = settings.start(tracer, args, kwargs) if tracer is not None else trace.INVALID_SPAN
         span_ctx = trace.set_span_in_context(span)
         agen = func(*args, **kwargs)
-        step: Callable[[], Any] = lambda: agen.asend(None)  # noqa: E731
+        step: Callable[[], Any] = functools.partial(agen.asend, None)
         while True:
             token = otel_context.attach(span_ctx)
             try:
@@ -176,10 +175,9 @@ def _wrap_async_generator(func: Callable[..., Any], settings: _SpanSettings) -> 
                 _end_with(span, None)
                 raise
             except BaseException as exc:
-                thrown = exc
-                step = lambda: agen.athrow(thrown)  # noqa: E731
+                step = functools.partial(agen.athrow, exc)
             else:
-                step = lambda: agen.asend(sent)  # noqa: E731
+                step = functools.partial(agen.asend, sent)
 
     return traced_call
 
