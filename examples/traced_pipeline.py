@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
-import os
 import time
 
 import mptrace

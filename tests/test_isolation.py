@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-import pytest
 
 import mptrace
 from mptrace import _wire
