@@ -43,8 +43,6 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -54,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import mptrace
+from _common import positive_int, print_header, print_targets
 
 LOGGER = "bench"
 WARMUP_CALLS = 200
@@ -422,30 +421,14 @@ def targets(results: Results) -> list[tuple[bool, str]]:
 
 
 def report(results: Results, args: argparse.Namespace) -> None:
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    print("# mptrace funnel benchmark\n")
-    print(f"- command: `{shlex.join(['python', *sys.argv])}`")
-    print(f"- Python {platform.python_version()} ({platform.python_implementation()})")
-    print(f"- platform: {platform.platform()}")
-    print(f"- start method: {args.start_method}")
-    print(f"- cores: {cores} (usable by this process: {usable})")
+    print_header("mptrace funnel benchmark", "benchmarks/funnel.py", args.start_method)
     print(
         f"- best of {args.repeat} runs: highest rate; lowest median (its p99 "
         "from the same run); delivered = fewest records found in the file "
         "over all runs\n"
     )
     print("\n".join(table(results, args)))
-    print("\nTargets:\n")
-    for ok, text in targets(results):
-        print(f"- {'PASS' if ok else 'MISS'}  {text}")
-
-
-def positive_int(text: str) -> int:
-    value = int(text.replace("_", "").replace(",", ""))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
+    print_targets(targets(results))
 
 
 def parse_args() -> argparse.Namespace:

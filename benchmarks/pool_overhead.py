@@ -53,8 +53,6 @@ import importlib.util
 import json
 import multiprocessing
 import os
-import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -65,6 +63,7 @@ from typing import Any, Callable
 import psutil
 
 import mptrace
+from _common import positive_int, print_header, print_targets
 
 PROCESSES = 2
 #: The longest one pool.map may take before the run is abandoned as hung.
@@ -500,7 +499,7 @@ def targets(results: Results, works: list[Workload]) -> list[tuple[bool, str]]:
     out.append(
         (
             not lost,
-            "every task accounted for (a task span under Pool.map per task, every run)"
+            "every task accounted for (the task spans under Pool.map cover every item, every run)"
             + (f": {', '.join(lost)}" if lost else ""),
         )
     )
@@ -508,37 +507,20 @@ def targets(results: Results, works: list[Workload]) -> list[tuple[bool, str]]:
 
 
 def report(results: Results, works: list[Workload], args: argparse.Namespace) -> None:
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    print("# mptrace pool overhead benchmark\n")
-    command = shlex.join(["python", "benchmarks/pool_overhead.py", *sys.argv[1:]])
-    print(f"- command: `{command}`")
-    print(f"- Python {platform.python_version()} ({platform.python_implementation()})")
-    print(f"- platform: {platform.platform()}")
-    print(f"- start method: {args.start_method}; {PROCESSES} worker processes")
-    print(f"- cores: {cores} (usable by this process: {usable})")
+    print_header("mptrace pool overhead benchmark", "benchmarks/pool_overhead.py", f"{args.start_method}; {PROCESSES} worker processes")
     print(
         f"- best of {args.repeat} runs; pool.map from submission to the last result; "
         "traced cost per task = (mptrace − plain) ÷ tasks, wall time; extra CPU "
         "per task = the same for the CPU time of every process (parent, workers, "
         "listener) during pool.map, least of all runs; tasks accounted = fewest "
-        "task spans found under Pool.map over all runs\n"
+        "items covered by task spans under Pool.map over all runs\n"
     )
     print("\n".join(table(results, works)))
     print()
     print("\n".join(viz_table(results, works)))
     print()
     print("\n".join(start_table(results, works)))
-    print("\nTargets:\n")
-    for ok, text in targets(results, works):
-        print(f"- {'PASS' if ok else 'MISS'}  {text}")
-
-
-def positive_int(text: str) -> int:
-    value = int(text.replace("_", "").replace(",", ""))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
+    print_targets(targets(results, works))
 
 
 def parse_args() -> argparse.Namespace:
