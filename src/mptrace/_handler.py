@@ -16,6 +16,7 @@ from typing import Any
 
 from ._plain import exc_info_to_exception, exception_dict, plain, safe_repr, safe_str
 from ._stream import Stream, _process_name
+from ._wire import EVENT_KEYS
 
 # Attributes every LogRecord has; anything else on a record came from extra=.
 _RECORD_ATTRS = frozenset(
@@ -27,9 +28,7 @@ _BASE_LEN = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 
 #: Keys mptrace writes on every log event; a user field of the same name is
 #: kept under the name with a trailing underscore.
-CORE_KEYS = frozenset(
-    ("kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq", "exc")
-)
+CORE_KEYS = EVENT_KEYS | {"exc"}
 
 
 def _message(record: logging.LogRecord) -> str:

@@ -184,12 +184,8 @@ def observed_exit(process: Any) -> None:
     children has closed their spans first.
     """
     watch = getattr(process, "_mptrace_watch", None)
-    if watch is not None and _monitor_for(watch).claim(watch):
+    if watch is not None and monitor().claim(watch):
         finish(watch)
-
-
-def _monitor_for(watch: Watch) -> Monitor:
-    return monitor()
 
 
 def terminated(process: Any, how: str) -> None:

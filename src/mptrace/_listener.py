@@ -268,18 +268,13 @@ class Listener:
         if gap > 0:
             self._lost(peer, gap, "a gap in its sequence numbers")
         body = frame[_PREFIX_SIZE:]
-        if kind == _SPAN and not self.dict_exporters:
-            raw = bytes(body)
-            # Only a process span needs decoding (the table completes it).
-            if _PROCESS_SPAN not in raw and raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
-                self._export_json(peer, raw)
-                return
-        if kind == _LOG and not self.processors:
-            raw = bytes(body)
-            # Our encoder writes one object with no raw newline; anything else
-            # takes the decoding path, which counts it as lost.
-            if raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
-                self.table.on_raw_log(peer.pid, raw)
+        # Only a process span needs decoding (the table completes it), and a
+        # log event only when a processor must see it.
+        if (kind == _SPAN and not self.dict_exporters) or (kind == _LOG and not self.processors):
+            raw = _one_json_line(body)
+            if raw is not None and not (kind == _SPAN and _PROCESS_SPAN in raw):
+                if kind == _LOG:
+                    self.table.on_raw_log(peer.pid, raw)
                 self._export_json(peer, raw)
                 return
         event = self._decode(peer, body)
@@ -352,8 +347,7 @@ class Listener:
             self._draining_pids.discard(pid)
 
     def _export_json(self, peer: _Peer, body: bytes) -> None:
-        """A log event no processor needs to see: JSON-lines files take its bytes."""
-        event = None
+        """An event nothing needs to change: JSON-lines files take its bytes."""
         for exporter in self.raw_exporters:
             try:
                 exporter.export_json(body)
@@ -490,6 +484,18 @@ class Listener:
             return
         if isinstance(path, str) and os.path.basename(path) == "funnel.sock":
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+
+
+def _one_json_line(body: memoryview) -> bytes | None:
+    """*body* as bytes if it can be written as one line as it is.
+
+    Our encoder writes one object with no raw newline; anything else takes the
+    decoding path, which counts it as lost.
+    """
+    raw = bytes(body)
+    if raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
+        return raw
+    return None
 
 
 def _stderr(text: str) -> None:

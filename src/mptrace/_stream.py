@@ -218,13 +218,8 @@ class Stream:
             _write_stderr(line + "\n")
 
 
-_KEEP_WHEN_REDACTION_FAILS = frozenset(
-    ("kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq")
-)
-
-
 def _redaction_failed(event: dict[str, Any], exc: Exception) -> dict[str, Any]:
-    kept = {k: v for k, v in event.items() if k in _KEEP_WHEN_REDACTION_FAILS}
+    kept = {k: v for k, v in event.items() if k in _wire.STRUCTURE_KEYS}
     kept["mptrace_error"] = f"redaction failed ({exc!r}); the record's fields were withheld"
     return kept
 

@@ -30,6 +30,18 @@ import sys
 from typing import Any
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
+#: Keys mptrace writes on every event it sends.
+EVENT_KEYS = frozenset(("kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq"))
+#: Those, and the structure of spans and lifecycle records: what mptrace
+#: writes itself, as opposed to fields, attributes and values from the program.
+STRUCTURE_KEYS = EVENT_KEYS | frozenset(
+    (
+        "name", "trace_id", "span_id", "parent_span_id", "span_kind", "start_ns",
+        "end_ns", "status", "status_message", "scope", "resource", "transition",
+        "target_pid", "target_name", "start_method",
+    )
+)
+
 HEADER = struct.Struct("!I")
 PREFIX = struct.Struct("!BI")  # kind, sequence number
 KINDS = ("other", "log", "span", "lifecycle", "hello", "shutdown")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from ._wire import STRUCTURE_KEYS
+
 __all__ = ["DEFAULT_SECRET_KEYS", "Redact"]
 
 #: Key names whose values are replaced by :class:`Redact` unless told otherwise.
@@ -30,17 +32,10 @@ DEFAULT_SECRET_KEYS = (
 )
 
 _CACHE_LIMIT = 10_000
-# Keys mptrace itself writes on events, spans and lifecycle records: never
-# secrets, never checked. What users put in (fields, span attributes, event
-# and link attributes) is.
-_CORE_KEYS = frozenset(
-    (
-        "kind", "ts", "level", "logger", "event", "pid", "ppid", "process", "seq",
-        "name", "trace_id", "span_id", "parent_span_id", "span_kind", "start_ns",
-        "end_ns", "status", "status_message", "scope", "resource", "transition",
-        "target_pid", "target_name", "start_method",
-    )
-)
+# What mptrace itself writes on events, spans and lifecycle records is never a
+# secret and never checked; what the program puts in (fields, span, event and
+# link attributes) is.
+_CORE_KEYS = STRUCTURE_KEYS
 
 
 class Redact:
