@@ -24,7 +24,7 @@ from conftest import logs_of, read_jsonl
 from workers import bad_input_cases, bad_input_run
 
 import mptrace
-from mptrace._handler import FunnelHandler
+from mptrace._sources import FunnelHandler
 from mptrace._plain import MAX_VALUE_CHARS
 
 HUGE = 16 * 1024 * 1024

@@ -24,7 +24,7 @@ from workers import (
 )
 
 import mptrace
-from mptrace._handler import FunnelHandler
+from mptrace._sources import FunnelHandler
 
 
 def _processor_in_main(logger: Any, method_name: str, event_dict: dict) -> dict:

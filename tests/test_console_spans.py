@@ -1,7 +1,7 @@
 """The console's lines for spans and lifecycle transitions, and the process table.
 
 Each is a pure function of event dicts: the renderers and ``format_summary``
-are called directly, and ``ConsoleExporter`` writes to a ``StringIO``, which is
+are called directly, and ``ConsoleSink`` writes to a ``StringIO``, which is
 not a terminal, so no colour escape may appear there.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mptrace._exporters import ConsoleExporter
+from mptrace._sinks import ConsoleSink
 from mptrace._render import (
     LEVEL_STYLES,
     RESET,
@@ -342,16 +342,16 @@ class TestSummaryTable:
         assert ANSI.sub("", text) == format_summary(ROWS, colours=False)
 
 
-class TestConsoleExporter:
+class TestConsoleSink:
     """The exporter itself: the right renderer per kind, plain text off a terminal."""
 
     def test_spans_lifecycle_and_summary_reach_the_stream(self) -> None:
         """A span, a lifecycle event and the summary are written; no escape off a tty."""
         stream = io.StringIO()
-        exporter = ConsoleExporter(stream)
-        exporter.export(span())
-        exporter.export(lifecycle("exited", exitcode=0))
-        exporter.export({"kind": "something-new", "pid": 1})
+        exporter = ConsoleSink(stream)
+        exporter.export(
+            [span(), lifecycle("exited", exitcode=0), {"kind": "something-new", "pid": 1}]
+        )
         exporter.summary(ROWS)
         exporter.shutdown()
         text = stream.getvalue()
@@ -364,21 +364,23 @@ class TestConsoleExporter:
     def test_no_rows_no_table(self) -> None:
         """summary([]) prints nothing."""
         stream = io.StringIO()
-        ConsoleExporter(stream).summary([])
+        ConsoleSink(stream).summary([])
         assert stream.getvalue() == ""
 
     def test_a_nameless_logger_shows_no_empty_column(self) -> None:
         """A log event with logger "" renders its message right after the process tag."""
         stream = io.StringIO()
-        ConsoleExporter(stream).export(
-            {
-                "kind": "log",
-                "ts": T0,
-                "level": "info",
-                "logger": "",
-                "event": "hello",
-                "process": "w",
-                "pid": 5,
-            }
+        ConsoleSink(stream).export(
+            [
+                {
+                    "kind": "log",
+                    "ts": T0,
+                    "level": "info",
+                    "logger": "",
+                    "event": "hello",
+                    "process": "w",
+                    "pid": 5,
+                }
+            ]
         )
         assert parse(stream.getvalue().rstrip("\n"))["text"].rstrip() == "hello"

@@ -6,7 +6,7 @@ import logging
 import threading
 import warnings
 
-from mptrace._handler import FunnelHandler
+from mptrace._sources import FunnelHandler
 
 from conftest import logs_of, read_jsonl
 from workers import fork_while_threads_log

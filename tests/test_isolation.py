@@ -8,7 +8,7 @@ import time
 
 
 import mptrace
-from mptrace import _wire
+from mptrace import _events, _stream, _transport
 from conftest import logs_of, read_jsonl
 from workers import log_forever, log_n
 
@@ -53,9 +53,9 @@ class _RawClient:
 
     def __init__(self, session: mptrace.Session, pid: int) -> None:
         config = session.child_config
-        self.fd = _wire.open_stream(config.address, config.authkey, 10)
+        self.fd = _stream.open_pipe(config.address, config.authkey, 10)
         os.set_blocking(self.fd, True)
-        self.sendall(_wire.encode({"kind": "hello", "pid": pid, "ppid": os.getpid(), "process": "raw", "seq": 0}))
+        self.sendall(_events.encode({"kind": "hello", "pid": pid, "ppid": os.getpid(), "process": "raw", "seq": 0}))
 
     def sendall(self, data: bytes) -> None:
         while data:
@@ -74,8 +74,8 @@ class TestLossReports:
     def test_a_record_cut_off_mid_write_is_reported(self, session, jsonl):
         """A stream that ends inside a frame: the listener says '1 record lost from pid P'."""
         sock = _RawClient(session, 424242)
-        sock.sendall(_wire.encode(_log(1, 424242)))
-        frame = _wire.encode(_log(2, 424242))
+        sock.sendall(_events.encode(_log(1, 424242)))
+        frame = _events.encode(_log(2, 424242))
         sock.sendall(frame[: len(frame) // 2])
         sock.close()
         session.shutdown()
@@ -90,7 +90,7 @@ class TestLossReports:
         """Records 1, 2 then 5 arrive: the listener reports 2 records lost from that pid."""
         sock = _RawClient(session, 434343)
         for seq in (1, 2, 5):
-            sock.sendall(_wire.encode(_log(seq, 434343)))
+            sock.sendall(_events.encode(_log(seq, 434343)))
         sock.close()
         session.shutdown()
         events = read_jsonl(jsonl)
@@ -102,9 +102,9 @@ class TestLossReports:
     def test_garbage_after_the_handshake_costs_only_that_stream(self, session, jsonl):
         """A frame that is not JSON is counted as lost; the stream and others go on."""
         sock = _RawClient(session, 454545)
-        body = _wire.PREFIX.pack(_wire.KIND_CODES["log"], 1) + b"{not json"
-        sock.sendall(_wire.HEADER.pack(len(body)) + body)
-        sock.sendall(_wire.encode(_log(2, 454545)))
+        body = _events.PREFIX.pack(_events.KIND_CODES["log"], 0, 1) + b"{not json"
+        sock.sendall(_events.HEADER.pack(len(body)) + body)
+        sock.sendall(_events.encode(_log(2, 454545)))
         sock.close()
         import logging
 

@@ -23,7 +23,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from otlp_receiver import OtlpReceiver, _TraceServicer
 
 from mptrace import _otlp
-from mptrace._config import ExporterSpec, ListenerConfig
+from mptrace._config import ListenerConfig
+from mptrace.sinks import SinkSpec
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 OTHER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -35,7 +36,7 @@ KINDS = ["otlp", "otlp+http"]
 PROMPT = 4.0
 
 
-def config(shutdown_timeout: float = 10.0, **resource: Any) -> ListenerConfig:
+def config(shutdown_timeout: float = 10.0) -> ListenerConfig:
     """A listener configuration as ``mptrace.init`` would make it."""
     return ListenerConfig(
         service_name="otlp-test",
@@ -43,7 +44,6 @@ def config(shutdown_timeout: float = 10.0, **resource: Any) -> ListenerConfig:
         processors=(),
         owner_pid=1,
         shutdown_timeout=shutdown_timeout,
-        resource=resource,
     )
 
 
@@ -63,9 +63,9 @@ def closed_port_url() -> str:
 @contextmanager
 def otlp_exporter(
     kind: str, target: str | None, cfg: ListenerConfig | None = None
-) -> Iterator[_otlp.OtlpExporter]:
+) -> Iterator[_otlp.OtlpSink]:
     """An exporter for *kind* and *target*, shut down however the test ends."""
-    exporter = _otlp.make_otlp_exporter(ExporterSpec(kind, target), cfg or config())
+    exporter = _otlp.OtlpSink(SinkSpec(kind, target), cfg or config())
     try:
         yield exporter
     finally:
@@ -125,9 +125,9 @@ def many_spans(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def export_all(exporter: _otlp.OtlpExporter, events: list[dict[str, Any]]) -> None:
+def export_all(exporter: _otlp.OtlpSink, events: list[dict[str, Any]]) -> None:
     for event in events:
-        exporter.export(event)
+        exporter.export([event])
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ class TestSpansArrive:
             ],
         )
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(event)
+            exporter.export([event])
         [span] = rx.wait_for_spans(1)
         assert exporter.dropped == 0
         assert (span["trace_id"], span["span_id"], span["parent_span_id"]) == (
@@ -211,11 +211,11 @@ class TestSpansArrive:
     ) -> None:
         """A null parent_span_id makes a root span; status "ok" arrives as OK, no message."""
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(
+            exporter.export([
                 span_event(
                     ROOT, parent_span_id=None, status="ok", status_message="ignored"
                 )
-            )
+            ])
         [span] = rx.wait_for_spans(1)
         assert span["parent_span_id"] is None
         assert (span["status_code"], span["status_message"]) == (1, "")
@@ -235,7 +235,7 @@ class TestSpansArrive:
             },
         )
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(event)
+            exporter.export([event])
         [span] = rx.wait_for_spans(1)
         assert exporter.dropped == 0
         assert span["name"] == "read \\udcff.txt"
@@ -288,7 +288,7 @@ class TestSpansArrive:
             export_all(exporter, many_spans(3))
             deadline = time.monotonic() + 5
             while len(rx.spans()) < 3 and time.monotonic() < deadline:
-                exporter.flush()
+                exporter.tick()
                 time.sleep(0.05)
             assert len(rx.spans()) == 3
 
@@ -311,7 +311,7 @@ class TestSpansArrive:
         ]
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
             export_all(exporter, bad)
-            exporter.export(span_event())
+            exporter.export([span_event()])
         assert [s["span_id"] for s in rx.wait_for_spans(1)] == [CHILD]
         assert exporter.dropped == len(bad)
         assert exporter.dropped_what == "spans"
@@ -326,8 +326,8 @@ class TestSpansArrive:
             "exitcode": 0,
         }
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(lifecycle)
-            exporter.export(span_event())
+            exporter.export([lifecycle])
+            exporter.export([span_event()])
         rx.wait_for_spans(1)
         assert len(rx.spans()) == 1 and rx.logs() == []
         assert exporter.dropped == 0
@@ -342,7 +342,7 @@ class TestLogsArrive:
     ) -> None:
         """Body, severity, time, extra fields, process, logger as scope, resource."""
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(log_event())
+            exporter.export([log_event()])
         [record] = rx.wait_for_logs(1)
         assert record["body"] == "fetched batch 1"
         assert (record["severity_text"], record["severity_number"]) == ("WARNING", 13)
@@ -364,7 +364,7 @@ class TestLogsArrive:
     ) -> None:
         """trace_id and span_id of the log event tie the record to its span."""
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(log_event(trace_id=TRACE, span_id=CHILD))
+            exporter.export([log_event(trace_id=TRACE, span_id=CHILD)])
         [record] = rx.wait_for_logs(1)
         assert (record["trace_id"], record["span_id"]) == (TRACE, CHILD)
 
@@ -403,8 +403,8 @@ class TestLogsArrive:
         """OTEL_LOGS_EXPORTER=none: log events are left out (a Jaeger takes no logs)."""
         monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(log_event())
-            exporter.export(span_event())
+            exporter.export([log_event()])
+            exporter.export([span_event()])
         rx.wait_for_spans(1)
         assert rx.logs() == [] and exporter.logs is None
         assert exporter.dropped == 0
@@ -417,8 +417,8 @@ class TestReceiverDown:
     def test_a_refusing_receiver_drops_everything_and_says_so(self, kind: str) -> None:
         """Every span is counted dropped, and shutdown returns within seconds."""
         with OtlpReceiver(refuse=True) as rx:
-            exporter = _otlp.make_otlp_exporter(
-                ExporterSpec(kind, endpoint(rx, kind)), config()
+            exporter = _otlp.OtlpSink(
+                SinkSpec(kind, endpoint(rx, kind)), config()
             )
             export_all(exporter, many_spans(700))
             started = time.monotonic()
@@ -431,8 +431,8 @@ class TestReceiverDown:
 
     def test_nothing_listening_drops_everything_promptly(self, kind: str) -> None:
         """A closed port: shutdown still returns within seconds, with every span counted."""
-        exporter = _otlp.make_otlp_exporter(
-            ExporterSpec(kind, closed_port_url()), config()
+        exporter = _otlp.OtlpSink(
+            SinkSpec(kind, closed_port_url()), config()
         )
         export_all(exporter, many_spans(700))
         started = time.monotonic()
@@ -449,13 +449,13 @@ class TestReceiverDown:
         would for any OpenTelemetry exporter.
         """
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
-        exporter = _otlp.make_otlp_exporter(
-            ExporterSpec(kind, closed_port_url()), config()
+        exporter = _otlp.OtlpSink(
+            SinkSpec(kind, closed_port_url()), config()
         )
-        exporter.export(span_event())
+        exporter.export([span_event()])
         deadline = time.monotonic() + 10
         while exporter.dropped == 0 and time.monotonic() < deadline:
-            exporter.flush()
+            exporter.tick()
             time.sleep(0.05)
         assert exporter.dropped == 1
         export_all(exporter, many_spans(10))
@@ -466,8 +466,8 @@ class TestReceiverDown:
 
     def test_spans_and_logs_dropped_are_told_apart(self, kind: str) -> None:
         """With both signals dropped, dropped_what names both counts."""
-        exporter = _otlp.make_otlp_exporter(
-            ExporterSpec(kind, closed_port_url()), config()
+        exporter = _otlp.OtlpSink(
+            SinkSpec(kind, closed_port_url()), config()
         )
         export_all(exporter, many_spans(3))
         export_all(exporter, [log_event()] * 2)
@@ -484,8 +484,8 @@ class TestReceiverDown:
             silent.bind(("127.0.0.1", 0))
             silent.listen(64)
             url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-            exporter = _otlp.make_otlp_exporter(
-                ExporterSpec(kind, url), config(shutdown_timeout=1.0)
+            exporter = _otlp.OtlpSink(
+                SinkSpec(kind, url), config(shutdown_timeout=1.0)
             )
             export_all(exporter, many_spans(5))
             started = time.monotonic()
@@ -522,11 +522,11 @@ class TestReceiverWithoutLogs:
     ) -> None:
         """Every span arrives, the logs are counted, and the warning says what to set."""
         with traces_only_grpc() as (rx, url):
-            exporter = _otlp.make_otlp_exporter(ExporterSpec("otlp", url), config())
+            exporter = _otlp.OtlpSink(SinkSpec("otlp", url), config())
             export_all(exporter, [log_event()] * 2)
             deadline = time.monotonic() + 5
             while exporter.dropped < 2 and time.monotonic() < deadline:
-                exporter.flush()
+                exporter.tick()
                 time.sleep(0.05)
             export_all(exporter, many_spans(600))
             exporter.shutdown()
@@ -543,12 +543,12 @@ class TestQueueOverflow:
         event = span_event()
         total = _otlp.QUEUE_CAPACITY + 2 * _otlp.BATCH_SIZE + 100
         with OtlpReceiver(refuse=True) as rx:
-            exporter = _otlp.make_otlp_exporter(
-                ExporterSpec("otlp", rx.grpc_endpoint), config()
+            exporter = _otlp.OtlpSink(
+                SinkSpec("otlp", rx.grpc_endpoint), config()
             )
             started = time.monotonic()
             for _ in range(total):
-                exporter.export(event)
+                exporter.export([event])
             assert time.monotonic() - started < 2.0  # export() never waits
             assert exporter.spans.overflowed >= 100
             exporter.shutdown()
@@ -565,8 +565,8 @@ class TestEnvironment:
         """OTEL_EXPORTER_OTLP_ENDPOINT (a base URL for HTTP) is where spans and logs go."""
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint(rx, kind))
         with otlp_exporter(kind, None) as exporter:
-            exporter.export(span_event())
-            exporter.export(log_event())
+            exporter.export([span_event()])
+            exporter.export([log_event()])
         assert len(rx.wait_for_spans(1)) == 1
         assert len(rx.wait_for_logs(1)) == 1
         assert exporter.dropped == 0
@@ -581,7 +581,7 @@ class TestEnvironment:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces)
         monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
         with otlp_exporter(kind, None) as exporter:
-            exporter.export(span_event())
+            exporter.export([span_event()])
         assert len(rx.wait_for_spans(1)) == 1
         assert exporter.name == f"{kind} ({traces})"
 
@@ -592,8 +592,8 @@ class TestEnvironment:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", closed_port_url())
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", closed_port_url())
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export(span_event())
-            exporter.export(log_event())
+            exporter.export([span_event()])
+            exporter.export([log_event()])
         rx.wait_for_spans(1)
         rx.wait_for_logs(1)
         assert exporter.dropped == 0
@@ -622,8 +622,8 @@ class TestHttpUrls:
     def test_the_full_traces_url_works_too(self, rx: OtlpReceiver) -> None:
         """'otlp+http:http://host:4318/v1/traces' sends spans there and logs to /v1/logs."""
         with otlp_exporter("otlp+http", rx.http_traces_url) as exporter:
-            exporter.export(span_event())
-            exporter.export(log_event())
+            exporter.export([span_event()])
+            exporter.export([log_event()])
         rx.wait_for_spans(1)
         rx.wait_for_logs(1)
         assert exporter.name == f"otlp+http ({rx.http_traces_url})"

@@ -1,4 +1,4 @@
-"""Unit tests: plain data (``mptrace._plain``), frames (``mptrace._wire``), ChildConfig."""
+"""Unit tests: plain data (``mptrace._plain``), frames (``mptrace._events``, ``mptrace._transport``), ChildConfig."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mptrace import _wire
+from mptrace import _events, _stream, _transport
 from mptrace._config import ChildConfig
 from mptrace._plain import (
     MAX_DEPTH,
@@ -293,7 +293,7 @@ class TestExcInfoToException:
 
 def frame(payload: bytes) -> bytes:
     """One frame as a writer sends it: 4-byte big-endian length, then the bytes."""
-    return _wire.HEADER.pack(len(payload)) + payload
+    return _events.HEADER.pack(len(payload)) + payload
 
 
 PAYLOADS = [
@@ -310,7 +310,7 @@ class TestFrameReader:
     def test_frames_split_at_every_byte_boundary_reassemble(self):
         """Cut the stream in two at each byte: the same frames come out, in order."""
         for cut in range(len(STREAM) + 1):
-            reader = _wire.FrameReader()
+            reader = _transport.FrameReader()
             bodies = reader.feed(STREAM[:cut]) + reader.feed(STREAM[cut:])
             assert [bytes(b) for b in bodies] == PAYLOADS, cut
             assert reader.pending == 0
@@ -320,7 +320,7 @@ class TestFrameReader:
         data = b"".join(frame(p) for p in (b"xy", b"", b"abc"))
         for first in range(len(data) + 1):
             for second in range(first, len(data) + 1):
-                reader = _wire.FrameReader()
+                reader = _transport.FrameReader()
                 bodies = []
                 for part in (data[:first], data[first:second], data[second:]):
                     bodies += [bytes(b) for b in reader.feed(part)]
@@ -333,7 +333,7 @@ class TestFrameReader:
         for payload in PAYLOADS:
             pos += 4 + len(payload)
             ends.append(pos)
-        reader = _wire.FrameReader()
+        reader = _transport.FrameReader()
         got = []
         for i in range(len(STREAM)):
             for body in reader.feed(STREAM[i : i + 1]):
@@ -342,7 +342,7 @@ class TestFrameReader:
 
     def test_bodies_stay_valid_after_later_feeds(self):
         """A body returned by one feed is not changed by the feeds after it."""
-        reader = _wire.FrameReader()
+        reader = _transport.FrameReader()
         (first,) = reader.feed(frame(b"first") + frame(b"sec")[:3])
         reader.feed(frame(b"sec")[3:] + frame(b"third"))
         assert bytes(first) == b"first"
@@ -350,7 +350,7 @@ class TestFrameReader:
     def test_pending_counts_an_unfinished_frame(self):
         """pending is the bytes of a frame not yet complete; 0 once it is."""
         whole = frame(b"half a record")
-        reader = _wire.FrameReader()
+        reader = _transport.FrameReader()
         assert reader.pending == 0
         assert reader.feed(whole[:3]) == []
         assert reader.pending == 3
@@ -362,34 +362,34 @@ class TestFrameReader:
 
     def test_empty_feed(self):
         """Feeding nothing yields nothing and keeps what was pending."""
-        reader = _wire.FrameReader()
+        reader = _transport.FrameReader()
         assert reader.feed(b"") == []
         reader.feed(b"\x00\x00")
         assert reader.feed(b"") == [] and reader.pending == 2
 
     def test_an_oversized_length_raises_value_error(self):
         """A header announcing more than MAX_FRAME bytes is a corrupt stream."""
-        reader = _wire.FrameReader()
+        reader = _transport.FrameReader()
         with pytest.raises(ValueError, match="exceeds"):
-            reader.feed(_wire.HEADER.pack(_wire.MAX_FRAME + 1))
+            reader.feed(_events.HEADER.pack(_events.MAX_FRAME + 1))
 
     def test_an_oversized_length_after_good_frames_raises(self):
         """Corruption is detected even after complete frames in the same chunk."""
-        reader = _wire.FrameReader()
+        reader = _transport.FrameReader()
         with pytest.raises(ValueError):
             reader.feed(frame(b"ok") + b"\xff\xff\xff\xff")
 
     def test_max_frame_itself_is_accepted(self):
         """A header of exactly MAX_FRAME is legal: the reader waits for the body."""
-        reader = _wire.FrameReader()
-        assert reader.feed(_wire.HEADER.pack(_wire.MAX_FRAME)) == []
+        reader = _transport.FrameReader()
+        assert reader.feed(_events.HEADER.pack(_events.MAX_FRAME)) == []
         assert reader.pending == 4
 
 
 def decode(body: memoryview | bytes) -> tuple[int, int, object]:
     """(kind code, sequence number, event) of a frame body, as the listener reads it."""
-    kind, seq = _wire.PREFIX.unpack_from(body)
-    return kind, seq, json.loads(bytes(body[_wire.PREFIX.size :]))
+    kind, _flags, seq = _events.PREFIX.unpack_from(body)
+    return kind, seq, json.loads(bytes(body[_events.PREFIX.size :]))
 
 
 EVENTS = [
@@ -403,19 +403,19 @@ EVENTS = [
 class TestEncode:
     def test_encoded_frames_read_back_to_the_same_events(self):
         """encode, FrameReader and the body's prefix and JSON give back every event."""
-        data = b"".join(_wire.encode(e) for e in EVENTS)
-        reader = _wire.FrameReader()
+        data = b"".join(_events.encode(e) for e in EVENTS)
+        reader = _transport.FrameReader()
         got = [decode(body) for body in reader.feed(data)]
-        assert got == [(_wire.KIND_CODES[e["kind"]], e["seq"], e) for e in EVENTS]
+        assert got == [(_events.KIND_CODES[e["kind"]], e["seq"], e) for e in EVENTS]
 
     def test_the_length_counts_the_whole_body(self):
         """The header's length is the number of bytes after it."""
-        data = _wire.encode(EVENTS[1])
-        assert _wire.HEADER.unpack_from(data)[0] == len(data) - 4
+        data = _events.encode(EVENTS[1])
+        assert _events.HEADER.unpack_from(data)[0] == len(data) - 4
 
     def test_bodies_are_valid_utf8_even_with_lone_surrogates(self):
         """A lone surrogate is written as an escape: the body is valid UTF-8."""
-        body = _wire.encode(EVENTS[3])[4 + _wire.PREFIX.size :]
+        body = _events.encode(EVENTS[3])[4 + _events.PREFIX.size :]
         body.decode("utf-8")
         assert b"\\udcff" in body
 

@@ -19,7 +19,7 @@ from workers import log_n, log_secrets
 
 import mptrace
 import mptrace.processors
-from mptrace import _wire
+from mptrace import _events, _stream, _transport
 from mptrace.processors import DEFAULT_SECRET_KEYS, Redact
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
@@ -87,10 +87,10 @@ def evil_payloads(path: Path) -> dict[str, bytes]:
     evil = {"kind": "log", "event": "evil", "x": _CreatesFile(path)}
     body = pickle.dumps(evil, pickle.HIGHEST_PROTOCOL)
     padded = pickle.dumps({**evil, "pad": "p" * 1000}, pickle.HIGHEST_PROTOCOL)
-    hello = _wire.encode({"kind": "hello", "pid": 1, "seq": 0})
+    hello = _events.encode({"kind": "hello", "pid": 1, "seq": 0})
     return {
-        "framed": hello + _wire.HEADER.pack(len(body)) + body,
-        "framed-large": _wire.HEADER.pack(len(padded)) + padded,  # longer than any answer
+        "framed": hello + _events.HEADER.pack(len(body)) + body,
+        "framed-large": _events.HEADER.pack(len(padded)) + padded,  # longer than any answer
         "unframed": body,
     }
 
@@ -102,7 +102,7 @@ class TestHandshake:
         authkey = {
             "wrong": b"wrong",
             "empty": b"",
-            "one-bit-off": bytes([session._authkey[0] ^ 1]) + session._authkey[1:],
+            "one-bit-off": bytes([session.child_config.authkey[0] ^ 1]) + session.child_config.authkey[1:],
         }[key]
         with pytest.raises(AuthenticationError):
             Client(session.address, family="AF_UNIX", authkey=authkey)
@@ -156,7 +156,7 @@ class TestHandshake:
             elapsed = time.monotonic() - t0
         assert child.exitcode == 0
         # Handshakes one at a time would hold the child until the silent one timed out.
-        assert elapsed < _wire.HANDSHAKE_TIMEOUT, elapsed
+        assert elapsed < _stream.HANDSHAKE_TIMEOUT, elapsed
         session.shutdown()
         events = read_jsonl(jsonl)
         assert len(logs_of(events, tag="beside-silent", pid=child.pid)) == 3

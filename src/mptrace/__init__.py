@@ -10,8 +10,9 @@ Importing mptrace configures nothing and starts nothing; :func:`init` does::
 
 from __future__ import annotations
 
-from ._pool import Pool, ProcessPoolExecutor
-from ._process import Process, get_context
+from . import sinks
+from ._pool import Pool, ProcessPoolExecutor, get_context
+from ._process import Process
 from ._session import JoinedSession, Session, get_logger, get_session, init, shutdown
 from ._traced import traced
 from .exceptions import ConfigurationError, ListenerError, MptraceError
@@ -33,5 +34,6 @@ __all__ = [
     "get_session",
     "init",
     "shutdown",
+    "sinks",
     "traced",
 ]

@@ -10,81 +10,37 @@ import logging
 import os
 import pickle
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from ._sinks import EXPORTER_HELP
+from ._sinks import check as check_sink
 from .exceptions import ConfigurationError
+from .processors import DEFAULT_SECRET_KEYS
+from .sinks import SinkSpec
 
-EXPORTER_HELP = (
-    "Valid exporters are 'console', 'jsonl:PATH', 'otlp' (gRPC), 'otlp+http' "
-    "and 'jaeger' (OTLP over gRPC to Jaeger); 'otlp', 'otlp+http' and 'jaeger' "
-    "take an optional endpoint after a colon, as in 'otlp:http://host:4317'."
-)
 LEVEL_HELP = (
     "Valid levels are the names DEBUG, INFO, WARNING, ERROR and CRITICAL "
     "(any case) or a non-negative int."
 )
 
 
-@dataclass(frozen=True)
-class ExporterSpec:
-    """One exporter, by kind (``console``, ``jsonl``, ``otlp``, ``otlp+http``) and target."""
-
-    kind: str
-    target: str | None = None
-    #: Whether log records go too; Jaeger takes traces only.
-    logs: bool = True
-
-
-def parse_exporter(spec: object) -> ExporterSpec:
-    if not isinstance(spec, str):
-        raise ConfigurationError(
-            f"An exporter is named by a string, not {type(spec).__name__}. {EXPORTER_HELP}"
-        )
-    kind, _, target = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind == "console" and not target:
-        return ExporterSpec("console")
-    if kind == "jsonl":
-        if not target:
-            raise ConfigurationError(
-                f"The exporter {spec!r} needs a file path, as in 'jsonl:run.jsonl'."
-            )
-        path = os.path.abspath(os.path.expanduser(target))
-        folder = os.path.dirname(path)
-        if not os.path.isdir(folder):
-            raise ConfigurationError(
-                f"The folder of the JSON-lines file {target!r} does not exist; "
-                "give a path in an existing folder."
-            )
-        if os.path.isdir(path):
-            raise ConfigurationError(
-                f"The JSON-lines path {target!r} is a folder; give a file path."
-            )
-        return ExporterSpec("jsonl", path)
-    if kind in ("otlp", "otlp+grpc"):
-        return ExporterSpec("otlp", target or None)
-    if kind == "otlp+http":
-        return ExporterSpec("otlp+http", target or None)
-    if kind == "jaeger":
-        return ExporterSpec("otlp", target or None, logs=False)
-    if kind == "jaeger+http":
-        return ExporterSpec("otlp+http", target or None, logs=False)
-    raise ConfigurationError(f"Unknown exporter {spec!r}. {EXPORTER_HELP}")
-
-
-def parse_exporters(exporters: object) -> tuple[ExporterSpec, ...]:
-    if isinstance(exporters, str):
+def parse_exporters(exporters: object) -> tuple[SinkSpec, ...]:
+    """Each item of ``exporters=`` checked through the sink registry."""
+    if isinstance(exporters, (str, SinkSpec)):
         exporters = (exporters,)
     if not isinstance(exporters, Iterable):
         raise ConfigurationError(
             "exporters= takes a string or a sequence of strings, such as "
             f"('console', 'jsonl:run.jsonl'). {EXPORTER_HELP}"
         )
-    specs = tuple(parse_exporter(e) for e in exporters)
-    paths = [s.target for s in specs if s.kind == "jsonl"]
+    specs = tuple(check_sink(e) for e in exporters)
+    paths = [s.target for s in specs if s.name == "jsonl"]
     if len(paths) != len(set(paths)):
-        raise ConfigurationError("Each JSON-lines file may be named only once in exporters=.")
+        raise ConfigurationError(
+            "Each JSON-lines file may be named only once in exporters=."
+        )
     return specs
 
 
@@ -159,11 +115,12 @@ class ListenerConfig:
     """What the listener process needs; pickled to it through its stdin."""
 
     service_name: str
-    exporters: tuple[ExporterSpec, ...]
+    exporters: tuple[SinkSpec, ...]
     processors: tuple[Callable[..., Any], ...]
     owner_pid: int
     shutdown_timeout: float
-    resource: dict[str, Any] = field(default_factory=dict)
+    #: The session's private folder (its socket, crash files, the memory sink).
+    session_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,3 +140,19 @@ class ChildConfig:
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"
+
+
+def redact_keys(redact: object) -> tuple[str, ...] | None:
+    if redact is True:
+        return DEFAULT_SECRET_KEYS
+    if redact is False or redact is None:
+        return None
+    if isinstance(redact, str) or not isinstance(redact, Iterable):
+        raise ConfigurationError(
+            "redact= takes True (the default secret keys), False (no redaction) "
+            "or a sequence of key names such as ('password', 'ssn')."
+        )
+    keys = tuple(redact)
+    if not all(isinstance(k, str) and k for k in keys):
+        raise ConfigurationError("redact= key names must be non-empty strings.")
+    return keys

@@ -5,175 +5,158 @@ Parent side::
     Process.__init__ ── created          (span event, lifecycle record)
     Process.start()  ── span "process <name>" starts; started (pid known)
     terminate()/kill() ── terminated
-    monitor thread: waits on every child's sentinel, samples psutil while it
-    runs; at exit ── exited (code or signal, CPU, peak RSS), span ends
+    _monitor: waits on every child's sentinel, samples psutil while it runs;
+    at exit ── exited (code or signal, CPU, peak RSS), span ends
 
 Child side (in ``_bootstrap``, before and after ``run()``)::
 
     running ── the parent's span becomes this process's current parent
     finished ── returned or raised, the child's own getrusage
 
-The monitor learns the exit code through the child's own ``Popen`` object,
-with its ``poll`` serialised by a lock, so the user's ``join()``,
-``exitcode`` and ``is_alive()`` see exactly what they would see without
-mptrace. This works for forkserver children too, which are the fork
-server's children and so cannot be peeked at with ``waitid``.
+What mptrace knows of one process object lives in one :class:`ProcessState`
+on it (``process._mptrace``); only what the child needs crosses with it.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import logging
-import multiprocessing.connection
+import multiprocessing
 import os
-import signal
-import threading
 import time
 from typing import Any
 
 from opentelemetry import trace
 
-from . import _tracing
+from . import _events, _participant, _tracing
 from ._config import ChildConfig
+from ._monitor import Monitor, Watch, serialise_poll
+from ._participant import Participant
 from ._plain import exception_dict, safe_str
+from ._sources import process_name
 
 CRASH_SIGNALS = frozenset(("SIGSEGV", "SIGABRT", "SIGFPE", "SIGBUS", "SIGILL"))
 _log = logging.getLogger("mptrace.process")
 
 
-def _send(event: dict[str, Any]) -> None:
-    from ._session import current_stream
+class ProcessState:
+    """mptrace's part of one ``Process`` object, in the parent and the child."""
 
-    stream = current_stream()
-    if stream is not None:
-        stream.send(event)
+    __slots__ = (
+        "carrier",
+        "config",
+        "created_ns",
+        "exception",
+        "parent_carrier",
+        "span",
+        "start_ns",
+        "traced",
+        "watch",
+    )  # fmt: skip
+    #: What crosses to the child with the process object.
+    _CROSSES = ("config", "carrier", "created_ns")
+
+    def __init__(self) -> None:
+        self.config: ChildConfig | None = None
+        self.carrier: dict[str, str] | None = None
+        self.parent_carrier: dict[str, str] | None = None  # a pool's, for its workers
+        self.created_ns = time.time_ns()
+        self.start_ns: int | None = None
+        self.span: Any = None
+        self.watch: Watch | None = None
+        self.exception: dict[str, str] | None = None
+        self.traced = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Spans and watches are the parent's; ids travel in the carrier.
+        return {key: getattr(self, key) for key in self._CROSSES}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        for key, value in state.items():
+            setattr(self, key, value)
 
 
-def lifecycle(transition: str, process: Any, **fields: Any) -> dict[str, Any]:
-    span = getattr(process, "_mptrace_span", None)
-    if span is not None:
-        ctx = span.get_span_context()
+def state_of(process: Any) -> ProcessState:
+    state: ProcessState | None = process.__dict__.get("_mptrace")
+    if state is None:
+        state = process.__dict__["_mptrace"] = ProcessState()
+    return state
+
+
+def start_method(process: Any) -> str:
+    method = getattr(process, "_start_method", None)
+    return method or multiprocessing.get_start_method()
+
+
+def lifecycle(
+    transition: str, process: Any, target_pid: int | None, **fields: Any
+) -> _events.Event:
+    """A ``lifecycle`` event about *process*, tied to its process span."""
+    state = state_of(process)
+    event = _events.lifecycle_event(
+        transition, target_pid, process.name, start_method(process), process_name()
+    )
+    if state.span is not None:
+        ctx = state.span.get_span_context()
     else:  # in a spawned child: the span stayed with the parent, its ids came along
-        ctx = _tracing.span_context_of(getattr(process, "_mptrace_carrier", None))
-    event: dict[str, Any] = {
-        "kind": "lifecycle",
-        "ts": time.time_ns(),
-        "transition": transition,
-        "target_pid": fields.pop("target_pid")
-        if "target_pid" in fields
-        else (process.pid if transition != "created" else None),
-        "target_name": process.name,
-        "start_method": getattr(process, "_start_method", None) or _default_method(),
-        "process": _tracing._process_name(),
-    }
+        ctx = _tracing.span_context_of(state.carrier)
     if ctx is not None and ctx.is_valid:
-        event["trace_id"] = format(ctx.trace_id, "032x")
-        event["span_id"] = format(ctx.span_id, "016x")
+        event["trace_id"] = _events.hex_id(ctx.trace_id, 32)
+        event["span_id"] = _events.hex_id(ctx.span_id, 16)
     event.update(fields)
     return event
-
-
-def _default_method() -> str:
-    return multiprocessing.get_start_method(allow_none=True) or "?"
-
-
-def _signal_name(code: int | None) -> str | None:
-    if code is None or code >= 0:
-        return None
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
 
 
 def crash_path(config: ChildConfig, pid: int) -> str:
     return os.path.join(os.path.dirname(config.address), f"crash-{pid}.txt")
 
 
-# -- parent side -----------------------------------------------------------------
+# -- parent side ----------------------------------------------------------------
 
 
-class Watch:
-    """What the parent knows of one running child."""
-
-    __slots__ = (
-        "process", "span", "pid", "config", "terminated", "peak_rss", "max_threads",
-        "cpu_user", "cpu_system", "ps", "sentinel", "claimed", "popen",
-    )
-
-    def __init__(self, process: Any, config: ChildConfig) -> None:
-        self.process = process
-        self.span = process._mptrace_span
-        self.pid = process.pid
-        self.config = config
-        self.terminated: str | None = None
-        self.sentinel = process.sentinel
-        self.popen = process._popen  # outlives a close() of the process object
-        self.claimed = False  # finished by exactly one of join, close, monitor
-        self.peak_rss = 0
-        self.max_threads = 0
-        self.cpu_user: float | None = None
-        self.cpu_system: float | None = None
-        try:
-            import psutil
-
-            self.ps: Any = psutil.Process(self.pid)
-        except Exception:
-            self.ps = None
-
-    def sample(self) -> None:
-        ps = self.ps
-        if ps is None:
-            return
-        try:
-            with ps.oneshot():
-                cpu = ps.cpu_times()
-                self.cpu_user, self.cpu_system = cpu.user, cpu.system
-                self.peak_rss = max(self.peak_rss, ps.memory_info().rss)
-                self.max_threads = max(self.max_threads, ps.num_threads())
-        except Exception:  # gone, a zombie, or not ours to read: keep the last sample
-            pass
-
-
-def before_start(process: Any, config: ChildConfig) -> None:
+def before_start(process: Any, part: Participant) -> None:
     """In the parent, just before ``start()``: the process span and its carrier."""
+    state = state_of(process)
+    state.config = part.config
     tracer = _tracing.get_tracer()
     if tracer is None:
         return
-    method = getattr(process, "_start_method", None) or _default_method()
-    parent = getattr(process, "_mptrace_parent_carrier", None)
     span = tracer.start_span(
         f"process {process.name}",
-        context=_tracing._propagator.extract(parent) if parent else None,
-        start_time=getattr(process, "_mptrace_created_ns", None),
+        context=_tracing.context_of(state.parent_carrier),
+        start_time=state.created_ns,
         attributes={
             "mptrace.span": "process",
             "mptrace.process.name": process.name,
-            "mptrace.start_method": method,
+            "mptrace.start_method": start_method(process),
             "process.parent_pid": os.getpid(),
             "mptrace.daemon": bool(process.daemon),
         },
     )
-    span.add_event("created", timestamp=getattr(process, "_mptrace_created_ns", None))
-    process._mptrace_span = span
-    process._mptrace_carrier = _tracing.carrier(span)
-    _send(lifecycle("created", process, ts=getattr(process, "_mptrace_created_ns", time.time_ns())))
+    span.add_event("created", timestamp=state.created_ns)
+    state.span = span
+    state.carrier = _tracing.carrier(span)
+    part.send(lifecycle("created", process, None, ts=state.created_ns))
 
 
-def after_start(process: Any, config: ChildConfig) -> None:
+def after_start(process: Any, part: Participant) -> None:
     """In the parent, once the child exists: started, and watch it."""
-    span = getattr(process, "_mptrace_span", None)
+    state = state_of(process)
+    span = state.span
     if span is None:
         return
-    started_ns = getattr(process, "_mptrace_start_ns", None) or time.time_ns()
+    started_ns = state.start_ns or time.time_ns()
     span.set_attribute("process.pid", process.pid)
     span.add_event("started", {"process.pid": process.pid}, timestamp=started_ns)
-    _serialise_poll(process)
-    _send(lifecycle("started", process, ts=started_ns))
-    watch = Watch(process, config)
+    serialise_poll(process)
+    part.send(lifecycle("started", process, process.pid, ts=started_ns))
+    watch = state.watch = Watch(process, span, part.config)
     watch.sample()
-    process._mptrace_watch = watch
-    monitor().watch(watch)
+    monitor = part.monitor
+    if monitor is None:
+        monitor = part.monitor = Monitor(part.config.sample_interval, finish)
+    monitor.watch(watch)
 
 
 def observed_exit(process: Any) -> None:
@@ -183,46 +166,29 @@ def observed_exit(process: Any) -> None:
     ``join()`` returns, and a child that ends right after joining its own
     children has closed their spans first.
     """
-    watch = getattr(process, "_mptrace_watch", None)
-    if watch is not None and monitor().claim(watch):
-        finish(watch)
+    watch = state_of(process).watch
+    part = _participant.current()
+    monitor = part.monitor if part is not None else None
+    if watch is not None and monitor is not None and monitor.claim(watch):
+        finish(watch, False)
 
 
 def terminated(process: Any, how: str) -> None:
-    watch = getattr(process, "_mptrace_watch", None)
+    watch = state_of(process).watch
     if watch is None or process.exitcode is not None:
         return
     watch.terminated = how
     watch.span.add_event("terminated", {"mptrace.how": how})
-    _send(lifecycle("terminated", process, how=how))
-
-
-def _serialise_poll(process: Any) -> None:
-    popen = getattr(process, "_popen", None)
-    if popen is None:
-        return
-    original = popen.poll
-    lock = threading.Lock()
-
-    def poll(flag: int = os.WNOHANG) -> int | None:
-        with lock:
-            return original(flag)  # type: ignore[no-any-return]
-
-    popen.poll = poll
+    _participant.send(lifecycle("terminated", process, process.pid, how=how))
 
 
 def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
     """The child has exited (or the session ends): close its span, say how."""
-    process, span = watch.process, watch.span
+    span = watch.span
     watch.sample()  # a fork or spawn child is a zombie now: its final CPU times
-    code = None
-    if not running_at_shutdown:
-        try:
-            code = watch.popen.wait(5.0)
-        except Exception:
-            code = watch.popen.returncode
+    code = None if running_at_shutdown else watch.exit_code(wait=True)
     end_ns = time.time_ns()
-    sig = _signal_name(code)
+    sig = _events.signal_name(code)
     attributes: dict[str, Any] = {
         "process.memory.peak_rss_bytes": watch.peak_rss,
         "process.threads.max": watch.max_threads,
@@ -241,7 +207,9 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
     expected = watch.terminated and sig in ("SIGTERM", "SIGKILL")
     if running_at_shutdown:
         span.add_event("session ended while running")
-    elif code != 0 and not expected:
+        span.end(end_time=end_ns)
+        return
+    if code != 0 and not expected:
         what = f"killed by {sig}" if sig else f"exited with code {code}"
         span.set_status(trace.Status(trace.StatusCode.ERROR, what))
     event_attrs: dict[str, Any] = {"exitcode": code if code is not None else -1}
@@ -249,26 +217,24 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
         event_attrs["signal"] = sig
     if crash:
         event_attrs["crash"] = crash
-    if not running_at_shutdown:
-        span.add_event("exited", event_attrs, timestamp=end_ns)
+    span.add_event("exited", event_attrs, timestamp=end_ns)
     span.end(end_time=end_ns)
-    if running_at_shutdown:
-        return
-    _send(
+    _participant.send(
         lifecycle(
-            "exited", process, ts=end_ns, target_pid=watch.pid, exitcode=code, signal=sig,
-            cpu_user_s=watch.cpu_user, cpu_system_s=watch.cpu_system,
+            "exited", watch.process, watch.pid, ts=end_ns, exitcode=code,
+            signal=sig, cpu_user_s=watch.cpu_user, cpu_system_s=watch.cpu_system,
             peak_rss_bytes=watch.peak_rss, threads=watch.max_threads,
             **({"crash": crash} if crash else {}),
         )
-    )
+    )  # fmt: skip
+    name = watch.process.name
     if crash is not None:
         _log.error(
             "process %s (pid %d) died of %s; the Python stack of every thread:\n%s",
-            process.name, watch.pid, sig, crash, extra={"crash_pid": watch.pid},
-        )
+            name, watch.pid, sig, crash, extra={"crash_pid": watch.pid},
+        )  # fmt: skip
     elif sig in CRASH_SIGNALS:
-        _log.error("process %s (pid %d) died of %s", process.name, watch.pid, sig)
+        _log.error("process %s (pid %d) died of %s", name, watch.pid, sig)
 
 
 def _read_crash(watch: Watch, wanted: bool) -> str | None:
@@ -285,151 +251,24 @@ def _read_crash(watch: Watch, wanted: bool) -> str | None:
     return safe_str(text.strip()) or None
 
 
-class Monitor:
-    """One thread per process that starts children: sentinels and samples."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._watches: dict[int, Watch] = {}
-        self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="mptrace-monitor", daemon=True)
-        self._thread.start()
-
-    def watch(self, watch: Watch) -> None:
-        with self._lock:
-            self._watches[watch.sentinel] = watch
-        os.write(self._wake_w, b"w")
-
-    def claim(self, watch: Watch) -> bool:
-        """True for the first caller only: that caller records the exit."""
-        with self._lock:
-            if watch.claimed:
-                return False
-            watch.claimed = True
-            self._watches.pop(watch.sentinel, None)
-        try:
-            os.write(self._wake_w, b"c")  # stop waiting on a sentinel close() may shut
-        except OSError:
-            pass
-        return True
-
-    def _run(self) -> None:
-        next_sample = time.monotonic() + self.interval
-        while not self._stopping:
-            with self._lock:
-                sentinels = list(self._watches)
-            timeout = max(0.0, next_sample - time.monotonic())
-            try:
-                ready = multiprocessing.connection.wait([self._wake_r, *sentinels], timeout)
-            except (OSError, ValueError):  # a sentinel closed under us: look again
-                continue
-            for fd in ready:
-                if fd == self._wake_r:
-                    os.read(self._wake_r, 4096)
-                    continue
-                with self._lock:
-                    watch = self._watches.get(fd)  # type: ignore[call-overload]
-                if watch is not None and self.claim(watch):
-                    self._finish(watch)
-            if time.monotonic() >= next_sample:
-                with self._lock:
-                    watches = list(self._watches.values())
-                for watch in watches:
-                    watch.sample()
-                next_sample = time.monotonic() + self.interval
-
-    @staticmethod
-    def _finish(watch: Watch, running_at_shutdown: bool = False) -> None:
-        try:
-            finish(watch, running_at_shutdown)
-        except Exception as exc:  # telemetry must not take the program down
-            _log.warning("could not record the exit of pid %s: %r", watch.pid, exc)
-
-    def stop(self) -> None:
-        """Record every child that has exited; close the spans of the rest."""
-        self._stopping = True
-        os.write(self._wake_w, b"s")
-        self._thread.join(5.0)
-        with self._lock:
-            watches = list(self._watches.values())
-        for watch in watches:
-            if not self.claim(watch):
-                continue
-            try:
-                exited = watch.popen.poll() is not None
-            except Exception:
-                exited = watch.popen.returncode is not None
-            self._finish(watch, running_at_shutdown=not exited)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
-
-
-_monitor: Monitor | None = None
-_monitor_lock = threading.Lock()
-
-
-def monitor() -> Monitor:
-    global _monitor
-    with _monitor_lock:
-        if _monitor is None:
-            from ._session import current_config
-
-            config = current_config()
-            _monitor = Monitor(config.sample_interval if config else 1.0)
-            _register_fork_hook()
-        return _monitor
-
-
-def stop_monitor() -> None:
-    global _monitor
-    with _monitor_lock:
-        mon, _monitor = _monitor, None
-    if mon is not None:
-        mon.stop()
-
-
-_fork_hook = False
-
-
-def _register_fork_hook() -> None:
-    global _fork_hook
-    if not _fork_hook:
-        os.register_at_fork(after_in_child=_forget_monitor)
-        _fork_hook = True
-
-
-def _forget_monitor() -> None:
-    # The thread did not cross the fork, and the parent's children are not ours.
-    global _monitor, _monitor_lock
-    _monitor_lock = threading.Lock()
-    mon, _monitor = _monitor, None
-    if mon is not None:
-        for fd in (mon._wake_r, mon._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-# -- child side --------------------------------------------------------------------
+# -- child side -----------------------------------------------------------------
 
 _crash_file: Any = None
 
 
-def child_running(process: Any, config: ChildConfig) -> None:
+def child_running(process: Any, part: Participant) -> None:
     """In the child, before ``run()``: join the parent's span; say so."""
     global _crash_file
-    carrier = getattr(process, "_mptrace_carrier", None)
-    _tracing.process_span_context = _tracing.span_context_of(carrier)
-    _tracing.attach(carrier)  # for the child's whole life
+    state = state_of(process)
+    part.process_span_context = _tracing.span_context_of(state.carrier)
+    _tracing.attach(state.carrier)  # for the child's whole life
     try:
-        _crash_file = open(crash_path(config, os.getpid()), "w")
+        _crash_file = open(crash_path(part.config, os.getpid()), "w")
         faulthandler.enable(file=_crash_file, all_threads=True)
     except OSError:
         pass
-    _send(lifecycle("running", process, target_pid=os.getpid()))
+    part.send(lifecycle("running", process, os.getpid()))
+    state.traced = True
 
 
 def child_finished(process: Any, exitcode: int) -> None:
@@ -438,7 +277,7 @@ def child_finished(process: Any, exitcode: int) -> None:
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     scale = 1 if os.uname().sysname == "Darwin" else 1024  # ru_maxrss: KiB on Linux
-    exc = getattr(process, "_mptrace_exception", None)
+    exc = state_of(process).exception
     fields: dict[str, Any] = {
         "outcome": "raised" if exc is not None else "returned",
         "exitcode": exitcode,
@@ -448,8 +287,8 @@ def child_finished(process: Any, exitcode: int) -> None:
     }
     if exc is not None:
         fields["exc"] = exc
-    _send(lifecycle("finished", process, target_pid=os.getpid(), **fields))
+    _participant.send(lifecycle("finished", process, os.getpid(), **fields))
 
 
 def record_exception(process: Any, exc: BaseException) -> None:
-    process._mptrace_exception = exception_dict(exc)
+    state_of(process).exception = exception_dict(exc)

@@ -1,501 +1,309 @@
-"""The listener process: the one place every event of a session arrives.
+"""The listener process, router side: every frame to the sinks that want it.
 
 It runs in a fresh interpreter (``python -c``; the effect of the spawn start
 method, without re-importing the user's ``__main__``), so it inherits no user
-threads, locks or handlers::
+threads, locks or handlers. ``_transport`` hands it frames; by the kind and
+flags in each frame's header (never by searching the JSON)::
 
-    listening socket ──accept──▶ handshake thread ──ok, pipe──▶ selector
-    selector: readable pipe ──▶ FrameReader ──▶ event dicts
-        log    ──▶ processors (redaction, ...) ──▶ every exporter
-        span / lifecycle ──▶ every exporter
-        EOF    ──▶ an unfinished frame is counted as a lost record
-    owner's "shutdown" frame ──▶ drain every stream, flush, exit
-    owner gone (pidfd / getppid) ──▶ drain what is there, flush, exit (< 2 s)
+    log        ──▶ count errors by level ──▶ processors, if any ──▶ sinks
+    span       ──▶ sinks; a child's process span waits until that child's
+                   stream has ended (HOLD_SPAN at most), then the process
+                   table adds the child's own account to it
+    lifecycle  ──▶ process table ──▶ sinks
+    shutdown   ──▶ drain every stream, flush, report, exit
+    flush      ──▶ read what every stream holds, flush every sink, answer
+
+Sinks get batches: a raw sink (JSON lines) takes the bytes a frame carried,
+any other sink a decoded dict. A sink that raises costs counted events and
+one warning, never the listener.
 """
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import pickle
-import queue
-import selectors
 import signal
 import socket
 import sys
-import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
-from structlog import DropEvent
-
-from . import _wire
+from . import _events
 from ._config import ListenerConfig
+from ._events import Event
 from ._proctable import ProcessTable
+from ._sinks import build as build_sink
+from ._transport import Frame, Peer, Transport
+from .exceptions import ConfigurationError
 
-#: After a shutdown request: stop once no stream has said anything for this long.
-DRAIN_IDLE = 0.25
-#: After the owner died: stop draining after this long, whatever is left.
-ORPHAN_DRAIN = 1.0
-READ_SIZE = 256 * 1024
-#: When a read brings less than this, let records pile up for BATCH_PAUSE
-#: seconds before the next one: far fewer wake-ups on both sides of every
-#: stream, for a millisecond of latency.
-SMALL_READ = 16 * 1024
+LISTENER_NAME = "mptrace-listener"
 #: Seconds a child's process span waits for the child's stream to end.
 HOLD_SPAN = 1.0
-BATCH_PAUSE = 0.001
-LISTENER_NAME = "mptrace-listener"
+#: How many ended streams are remembered, for process spans that come after.
+ENDED_MEMORY = 10_000
+#: The longest a flush request reads the streams before flushing the sinks.
+FLUSH_READ = 1.0
 
-_ACCEPT, _WAKE, _OWNER, _PEER = range(4)
-_LOG, _SPAN, _LIFECYCLE, _HELLO, _SHUTDOWN = (
-    _wire.KIND_CODES[k] for k in ("log", "span", "lifecycle", "hello", "shutdown")
+_LOG, _SPAN, _LIFECYCLE, _SHUTDOWN, _FLUSH = (
+    _events.KIND_CODES[k] for k in ("log", "span", "lifecycle", "shutdown", "flush")
 )
-_PREFIX_SIZE = _wire.PREFIX.size
-_PROCESS_SPAN = b'"mptrace.span": "process"'
-_unpack_prefix = _wire.PREFIX.unpack_from
 
 
-class _Peer:
-    __slots__ = ("fd", "reader", "pid", "ppid", "process", "last_seq", "lost")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.reader = _wire.FrameReader()
-        self.pid: Any = "?"
-        self.ppid: Any = None
-        self.process = "?"
-        self.last_seq = 0
-        self.lost = 0
+class _NeverRaised(Exception):
+    pass
 
 
-def build_exporters(cfg: ListenerConfig) -> list[Any]:
-    from ._exporters import ConsoleExporter, JsonlExporter
+class Router:
+    """Routes frames by kind to the process table, processors and sinks."""
 
-    exporters: list[Any] = []
-    for spec in cfg.exporters:
-        if spec.kind == "console":
-            exporters.append(ConsoleExporter())
-        elif spec.kind == "jsonl":
-            exporters.append(JsonlExporter(spec.target))  # type: ignore[arg-type]
-        else:
-            from ._otlp import make_otlp_exporter
-
-            exporters.append(make_otlp_exporter(spec, cfg))
-    return exporters
-
-
-class Listener:
-    def __init__(self, cfg: ListenerConfig, lsock: socket.socket, authkey: bytes) -> None:
+    def __init__(
+        self, cfg: ListenerConfig, transport: Transport, ack_fd: int | None = None
+    ) -> None:
         self.cfg = cfg
-        self.authkey = authkey
-        self.lsock = lsock
-        self.exporters = build_exporters(cfg)
-        # JSON-lines files take a log event's bytes as they came; the others
-        # need it decoded.
-        self.raw_exporters = [e for e in self.exporters if hasattr(e, "export_json")]
-        self.dict_exporters = [e for e in self.exporters if not hasattr(e, "export_json")]
+        self.transport = transport
+        self.ack_fd = ack_fd
+        self.sinks = [_built(spec, cfg) for spec in cfg.exporters]
+        self.raw_sinks = [s for s in self.sinks if callable(getattr(s, "export_raw", None))]
+        self.dict_sinks = [s for s in self.sinks if s not in self.raw_sinks]
         self.processors = cfg.processors
-        self.sel = selectors.DefaultSelector()
-        self.handshaken: queue.SimpleQueue[int | str] = queue.SimpleQueue()
-        self.handshakes_running = 0
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self.peers: dict[int, _Peer] = {}
-        self.seq = 0
-        self.pid = os.getpid()
-        self.total_lost = 0
-        self.exporter_errors: dict[int, int] = {}
-        self.draining = False
-        self.deadline = float("inf")
-        self.last_data = time.monotonic()
+        self._drop: type[BaseException] = _NeverRaised
+        if self.processors:
+            from structlog import DropEvent
+
+            self._drop = DropEvent
         self.table = ProcessTable()
-        self.ended_pids: set[Any] = set()
-        self.held_spans: dict[int, tuple[float, dict[str, Any]]] = {}
-        self._draining_pids: set[int] = set()
-        self.owner_gone = False
-        self._owner_fd: int | None = None
+        self.held: dict[Any, tuple[float, Event]] = {}
+        self.ended: OrderedDict[Any, None] = OrderedDict()
+        self.sink_errors: dict[int, int] = {}
+        self._batch: list[tuple[bytes | None, Event | None, Peer | None]] = []
+        self._flush_wanted = False
+        self.pid = os.getpid()
+        self.seq = 0
 
     # -- the listener's own voice ------------------------------------------
 
     def report(self, level: str, message: str, **fields: Any) -> None:
         self.seq += 1
-        event = {
-            "kind": "log",
-            "ts": time.time_ns(),
-            "level": level,
-            "logger": "mptrace",
-            "event": message,
-            "process": LISTENER_NAME,
-            **fields,
-            "pid": self.pid,
-            "ppid": self.cfg.owner_pid,
-            "seq": self.seq,
-        }
-        self.export(event)
+        event = _events.log_event(level, "mptrace", message, LISTENER_NAME)
+        event.update(fields)
+        event.update(pid=self.pid, ppid=self.cfg.owner_pid, seq=self.seq)
+        self._batch.append((None, event, None))
 
-    # -- setup -------------------------------------------------------------
+    # -- frames --------------------------------------------------------------
 
-    def _watch_owner(self) -> None:
-        self.lsock.setblocking(False)
-        self.sel.register(self.lsock, selectors.EVENT_READ, _ACCEPT)
-        self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        try:
-            self._owner_fd = os.pidfd_open(self.cfg.owner_pid)  # type: ignore[attr-defined]
-        except (AttributeError, OSError):
-            self._owner_fd = None  # polled through getppid instead
-        if self._owner_fd is not None:
-            self.sel.register(self._owner_fd, selectors.EVENT_READ, _OWNER)
-
-    def _owner_alive(self) -> bool:
-        if self._owner_fd is not None:
-            return not self.owner_gone
-        return os.getppid() == self.cfg.owner_pid
-
-    # -- connections ---------------------------------------------------------
-
-    def _accept(self) -> None:
-        while True:
+    def on_frames(self, peer: Peer, frames: list[Frame]) -> None:
+        for kind, flags, body in frames:
             try:
-                sock, _ = self.lsock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # pragma: no cover - out of descriptors
-                self.report("error", f"accepting a connection failed: {exc!r}")
-                return
-            sock.setblocking(True)
-            self.handshakes_running += 1
-            threading.Thread(target=self._handshake, args=(sock,), daemon=True).start()
-
-    def _handshake(self, sock: socket.socket) -> None:
-        try:
-            result: int | str = _wire.accept_stream(sock, self.authkey)
-        except Exception as exc:
-            result = f"refused a connection that failed authentication ({exc.__class__.__name__}: {exc})"
-        finally:
-            sock.close()
-        self.handshaken.put(result)
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:  # pragma: no cover - shutting down
-            pass
-
-    def _take_handshaken(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        while True:
-            try:
-                item = self.handshaken.get_nowait()
-            except queue.Empty:
-                return
-            self.handshakes_running -= 1
-            if isinstance(item, str):
-                self.report("warning", item)
-                continue
-            self.peers[item] = _Peer(item)
-            self.sel.register(item, selectors.EVENT_READ, _PEER)
-
-    def _read(self, fd: int) -> int:
-        peer = self.peers.get(fd)
-        if peer is None:  # closed while draining another stream
-            return 0
-        try:
-            data = os.read(fd, READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError:
-            data = b""
-        if not data:
-            self._close(peer)
-            return 0
-        self.last_data = time.monotonic()
-        try:
-            frames = peer.reader.feed(data)
-        except ValueError as exc:
-            self.report("error", f"the stream of pid {peer.pid} is corrupt ({exc}); closing it")
-            self._close(peer, corrupt=True)
-            return 0
-        for body in frames:
-            try:
-                self._dispatch(peer, body)
+                self._route(peer, kind, flags, body)
             except Exception as exc:  # a listener bug costs one record, not the session
-                self._lost(peer, 1, f"the listener failed on it ({exc!r})")
-        return len(data)
+                self.transport.lost(peer, 1, f"the listener failed on it ({exc!r})")
+        self._flush_batch()
 
-    def _close(self, peer: _Peer, corrupt: bool = False) -> None:
-        self.sel.unregister(peer.fd)
-        del self.peers[peer.fd]
-        os.close(peer.fd)
-        self.ended_pids.add(peer.pid)
-        self._release_held(peer.pid)
-        if peer.reader.pending and not corrupt:
-            self._lost(peer, 1, "its last record was cut off mid-write")
+    def _route(self, peer: Peer, kind: int, flags: int, body: memoryview) -> None:
+        if kind == _LOG:
+            self.table.on_log(peer.pid, flags)
+            if not self.processors:
+                self._raw(peer, body)
+                return
+            event = self._decode(peer, body)
+            if event is not None:
+                self._process_log(event)
+        elif kind == _SPAN:
+            if not flags & _events.PROCESS_SPAN:
+                self._raw(peer, body)
+                return
+            span = self._decode(peer, body)
+            if span is not None:
+                self._hold(span)
+        elif kind == _LIFECYCLE:
+            event = self._decode(peer, body)
+            if event is not None:
+                self.table.on_lifecycle(event)
+                self._batch.append((None, event, peer))
+        elif kind in (_SHUTDOWN, _FLUSH):
+            if peer.pid == self.cfg.owner_pid:
+                if kind == _SHUTDOWN:
+                    self.transport.begin_drain(self.cfg.shutdown_timeout)
+                else:
+                    self._flush_wanted = True
+        else:
+            self._raw(peer, body)
 
-    def _lost(self, peer: _Peer, count: int, why: str) -> None:
-        peer.lost += count
-        self.total_lost += count
-        noun = "record" if count == 1 else "records"
-        self.report(
-            "warning",
-            f"{count} {noun} lost from pid {peer.pid} ({peer.process}): {why}",
-            lost=count,
-            lost_pid=peer.pid,
-        )
+    def _raw(self, peer: Peer, body: memoryview) -> None:
+        """An event nothing here changes: raw sinks take its bytes."""
+        raw = bytes(body)
+        if raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
+            self._batch.append((raw, None, peer))
+        else:  # not one JSON line as our encoder writes it: decode, or count it
+            event = self._decode(peer, body)
+            if event is not None:
+                self._batch.append((None, event, peer))
 
-    # -- events ----------------------------------------------------------------
-
-    def _decode(self, peer: _Peer, body: memoryview) -> dict[str, Any] | None:
+    def _decode(self, peer: Peer, body: memoryview | bytes) -> Event | None:
         try:
             event = json.loads(bytes(body))
         except Exception as exc:
-            self._lost(peer, 1, f"a record could not be read ({exc!r})")
+            self.transport.lost(peer, 1, f"a record could not be read ({exc!r})")
             return None
         if type(event) is not dict:
-            self._lost(peer, 1, f"a record was a {type(event).__name__}, not an object")
+            why = f"a record was a {type(event).__name__}, not an object"
+            self.transport.lost(peer, 1, why)
             return None
         return event
 
-    def _dispatch(self, peer: _Peer, frame: memoryview) -> None:
-        if len(frame) < _PREFIX_SIZE:
-            self._lost(peer, 1, "a frame was too short to hold a record")
-            return
-        kind, seq = _unpack_prefix(frame)
-        gap = seq - peer.last_seq - 1
-        peer.last_seq = seq
-        if gap > 0:
-            self._lost(peer, gap, "a gap in its sequence numbers")
-        body = frame[_PREFIX_SIZE:]
-        # Only a process span needs decoding (the table completes it), and a
-        # log event only when a processor must see it.
-        if (kind == _SPAN and not self.dict_exporters) or (kind == _LOG and not self.processors):
-            raw = _one_json_line(body)
-            if raw is not None and not (kind == _SPAN and _PROCESS_SPAN in raw):
-                if kind == _LOG:
-                    self.table.on_raw_log(peer.pid, raw)
-                self._export_json(peer, raw)
-                return
-        event = self._decode(peer, body)
-        if event is None:
-            return
-        if kind == _LOG:
-            self.table.on_log(event.get("pid"), event.get("level"))
-            self._process_log(event)
-        elif kind == _SPAN:
-            attributes = event.get("attributes")
-            if type(attributes) is dict and attributes.get("mptrace.span") == "process":
-                self._process_span(attributes.get("process.pid"), event)
-            else:
-                self.export(event)
-        elif kind == _LIFECYCLE:
-            self.table.on_lifecycle(event)
-            self.export(event)
-        elif kind == _HELLO:
-            peer.pid = event.get("pid", "?")
-            peer.ppid = event.get("ppid")
-            peer.process = event.get("process", "?")
-        elif kind == _SHUTDOWN:
-            if peer.pid == self.cfg.owner_pid:
-                self.begin_drain(self.cfg.shutdown_timeout)
-        else:
-            self.export(event)
-
-    def _process_span(self, pid: object, span: dict[str, Any]) -> None:
-        """Export a child's process span once the child's own account is in.
-
-        The parent ends the span when it sees the exit; what the child wrote
-        before exiting may still sit in its stream, or its stream may not be
-        taken in yet. Hold the span until that stream ends, for a moment at
-        most.
-        """
-        self._drain_pid(pid)
-        if type(pid) is int and pid not in self.ended_pids:
-            self.held_spans[pid] = (time.monotonic() + HOLD_SPAN, span)
-            return
-        self._release_span(span)
-
-    def _release_span(self, span: dict[str, Any]) -> None:
-        self.table.complete_span(span)
-        self.export(span)
-
-    def _release_held(self, pid: object = None, everything: bool = False) -> None:
-        if pid is not None:
-            held = self.held_spans.pop(pid, None)  # type: ignore[call-overload]
-            if held is not None:
-                self._release_span(held[1])
-        if everything or self.held_spans:
-            now = time.monotonic()
-            for key, (deadline, span) in list(self.held_spans.items()):
-                if everything or now >= deadline:
-                    del self.held_spans[key]
-                    self._release_span(span)
-
-    def _drain_pid(self, pid: object) -> None:
-        """Read all a (now dead) child wrote, so its account precedes its span."""
-        if type(pid) is not int or pid in self._draining_pids:
-            return
-        self._draining_pids.add(pid)
-        self._take_handshaken()
-        try:
-            for fd, peer in list(self.peers.items()):
-                if peer.pid == pid:
-                    while fd in self.peers and self._read(fd):
-                        pass
-        finally:
-            self._draining_pids.discard(pid)
-
-    def _export_json(self, peer: _Peer, body: bytes) -> None:
-        """An event nothing needs to change: JSON-lines files take its bytes."""
-        for exporter in self.raw_exporters:
-            try:
-                exporter.export_json(body)
-            except Exception as exc:
-                self._exporter_failed(exporter, exc)
-        if self.dict_exporters:
-            event = self._decode(peer, body)
-            if event is not None:
-                self.export(event, self.dict_exporters)
-
-    def _process_log(self, event: dict[str, Any]) -> None:
+    def _process_log(self, event: Event) -> None:
         for proc in self.processors:
             try:
                 event = proc(None, event.get("level", "info"), event)
-            except DropEvent:
+            except self._drop:
                 return  # the processor's decision, as in structlog
             except BaseException as exc:  # even SystemExit must not stop the listener
                 event["mptrace_error"] = f"processor {proc!r} failed: {exc!r}"
-        self.export(event)
+        self._batch.append((None, event, None))
 
-    def export(self, event: dict[str, Any], exporters: list[Any] | None = None) -> None:
-        for exporter in self.exporters if exporters is None else exporters:
+    # -- process spans -------------------------------------------------------
+
+    def _hold(self, span: Event) -> None:
+        """Export a child's process span once the child's own account is in.
+
+        The parent ends the span when it sees the exit; what the child wrote
+        before exiting may still sit in its stream. The span waits until that
+        stream ends (``on_end``), for HOLD_SPAN at most.
+        """
+        pid = (span.get("attributes") or {}).get("process.pid")
+        if type(pid) is not int or pid in self.ended:
+            self._release(span)
+        else:
+            self.held[pid] = (time.monotonic() + HOLD_SPAN, span)
+
+    def _release(self, span: Event) -> None:
+        self.table.complete_span(span)
+        self._batch.append((None, span, None))
+
+    def on_end(self, peer: Peer) -> None:
+        held = self.held.pop(peer.pid, None)
+        if held is not None:
+            self._release(held[1])
+        else:
+            self.ended[peer.pid] = None
+            if len(self.ended) > ENDED_MEMORY:
+                self.ended.popitem(last=False)
+        self._flush_batch()
+
+    def on_tick(self) -> None:
+        if self.held:
+            now = time.monotonic()
+            for pid, (deadline, span) in list(self.held.items()):
+                if now >= deadline:
+                    del self.held[pid]
+                    self._release(span)
+        if self._flush_wanted:
+            self._flush_wanted = False
+            self._answer_flush()
+        self._flush_batch()
+
+    def on_idle(self) -> None:
+        for sink in self.sinks:
+            tick = getattr(sink, "tick", None) or getattr(sink, "force_flush", None)
+            self._call(sink, tick)
+
+    def _answer_flush(self) -> None:
+        self.transport.read_available(FLUSH_READ)
+        self._flush_batch()
+        for sink in self.sinks:
+            self._call(sink, getattr(sink, "force_flush", None))
+        if self.ack_fd is not None:
             try:
-                exporter.export(event)
-            except Exception as exc:
-                self._exporter_failed(exporter, exc)
-
-    def _exporter_failed(self, exporter: Any, exc: Exception) -> None:
-        key = id(exporter)
-        count = self.exporter_errors.get(key, 0)
-        self.exporter_errors[key] = count + 1
-        if not count:
-            _stderr(
-                f"mptrace: warning: exporter {type(exporter).__name__} failed "
-                f"({exc!r}); failures are counted and reported at shutdown.\n"
-            )
-
-    def flush(self) -> None:
-        for exporter in self.exporters:
-            try:
-                exporter.flush()
-            except Exception:  # counted by export's path; nothing more to do
+                os.write(self.ack_fd, b"f")
+            except OSError:
                 pass
 
-    # -- the loop ----------------------------------------------------------------
+    # -- sinks -----------------------------------------------------------------
 
-    def begin_drain(self, seconds: float) -> None:
-        if not self.draining:
-            self.draining = True
-            self.deadline = time.monotonic() + seconds
-        else:
-            self.deadline = min(self.deadline, time.monotonic() + seconds)
+    def _flush_batch(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        if self.raw_sinks:
+            lines = [raw if raw is not None else _events.to_json(ev) for raw, ev, _ in batch]  # type: ignore[arg-type]
+            for sink in self.raw_sinks:
+                self._call(sink, sink.export_raw, lines)
+        if self.dict_sinks:
+            events = []
+            for raw, event, peer in batch:
+                if event is None and peer is not None:
+                    event = self._decode(peer, raw)  # type: ignore[arg-type]
+                if event is not None:
+                    events.append(event)
+            for sink in self.dict_sinks:
+                self._call(sink, sink.export, events)
 
-    def _done_draining(self, idle: bool) -> bool:
-        now = time.monotonic()
-        if now >= self.deadline:
-            return True
-        if self.handshakes_running:
-            return False
-        others = [p for p in self.peers.values() if p.pid != self.cfg.owner_pid]
-        if not others:
-            return True
-        return idle and now - self.last_data >= DRAIN_IDLE
+    def _call(self, sink: Any, method: Any, *args: Any) -> None:
+        if method is None:
+            return
+        try:
+            method(*args)
+        except Exception as exc:
+            key = id(sink)
+            count = self.sink_errors.get(key, 0)
+            self.sink_errors[key] = count + 1
+            if not count:
+                _stderr(
+                    f"mptrace: warning: exporter {_name(sink)} failed ({exc!r}); "
+                    "failures are counted and reported at shutdown.\n"
+                )
 
-    def run(self) -> None:
-        self._watch_owner()
-        select = self.sel.select
-        while True:
-            ready = select(0.05 if self.draining else 0.5)
-            most = 0
-            for key, _ in ready:
-                what = key.data
-                if what == _PEER:
-                    most = max(most, self._read(key.fileobj))  # type: ignore[arg-type]
-                elif what == _ACCEPT:
-                    self._accept()
-                elif what == _WAKE:
-                    self._take_handshaken()
-                elif what == _OWNER:
-                    self.sel.unregister(key.fileobj)
-                    self.owner_gone = True
-            if self.held_spans:
-                self._release_held()
-            if not ready:
-                self.flush()
-            if not self.draining and not self._owner_alive():
-                self.owner_gone = True
-                self.begin_drain(ORPHAN_DRAIN)
-            if self.draining and self._done_draining(idle=not ready):
-                break
-            if 0 < most < SMALL_READ and not self.draining:
-                time.sleep(BATCH_PAUSE)
-        self.finish()
+    # -- the end ---------------------------------------------------------------
 
     def finish(self) -> None:
-        self._release_held(everything=True)
+        for pid in list(self.held):
+            self._release(self.held.pop(pid)[1])
+        self.transport.close()
+        self._flush_batch()
         rows = self.table.summary()
-        for exporter in self.exporters:
-            summary = getattr(exporter, "summary", None)
-            if summary is not None and rows:
-                try:
-                    summary(rows)
-                except Exception as exc:
-                    self._exporter_failed(exporter, exc)
-        for peer in list(self.peers.values()):
-            if peer.pid != self.cfg.owner_pid and peer.reader.pending:
-                self._lost(peer, 1, "its last record was still being written at shutdown")
+        if rows:
+            for sink in self.sinks:
+                self._call(sink, getattr(sink, "summary", None), rows)
         problems = []
-        if self.total_lost:
-            problems.append(f"{self.total_lost} record{'' if self.total_lost == 1 else 's'} lost")
-        failures = sum(self.exporter_errors.values())
+        lost = self.transport.total_lost
+        if lost:
+            problems.append(f"{lost} record{'' if lost == 1 else 's'} lost")
+        if self.transport.refused:
+            problems.append(f"{self.transport.refused} connections refused")
+        failures = sum(self.sink_errors.values())
         if failures:
-            problems.append(f"{failures} events an exporter failed to take")
-        for exporter in self.exporters:
+            problems.append(f"{failures} batches an exporter failed to take")
+        for sink in self.sinks:
+            stop = getattr(sink, "shutdown", None)
             try:
-                exporter.shutdown()
+                if stop is not None:
+                    stop(self.cfg.shutdown_timeout)
             except Exception as exc:
-                problems.append(f"exporter {type(exporter).__name__} failed to shut down: {exc!r}")
-            dropped = getattr(exporter, "dropped", 0)
+                problems.append(f"exporter {_name(sink)} failed to shut down: {exc!r}")
+            dropped = getattr(sink, "dropped", 0)
             if dropped:
-                problems.append(f"{dropped} {exporter.dropped_what} dropped by {exporter.name}")
+                what = getattr(sink, "dropped_what", "events")
+                problems.append(f"{dropped} {what} dropped by {_name(sink)}")
         if problems:
             _stderr("mptrace: at shutdown: " + "; ".join(problems) + ".\n")
-        if self.owner_gone:
-            self._remove_session_dir()
-
-    def _remove_session_dir(self) -> None:
-        """The owner died without cleaning up: its private directory goes with us."""
-        import shutil
-
-        try:
-            path = self.lsock.getsockname()
-        except OSError:
-            return
-        if isinstance(path, str) and os.path.basename(path) == "funnel.sock":
-            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
-def _one_json_line(body: memoryview) -> bytes | None:
-    """*body* as bytes if it can be written as one line as it is.
+def _built(spec: Any, cfg: ListenerConfig) -> Any:
+    try:
+        return build_sink(spec, cfg)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(
+            f"The exporter {spec.name!r} could not be built: {type(exc).__name__}: {exc}"
+        ) from None
 
-    Our encoder writes one object with no raw newline; anything else takes the
-    decoding path, which counts it as lost.
-    """
-    raw = bytes(body)
-    if raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
-        return raw
-    return None
+
+def _name(sink: Any) -> str:
+    name = getattr(sink, "name", None)
+    return name if isinstance(name, str) else type(sink).__name__
 
 
 def _stderr(text: str) -> None:
@@ -506,31 +314,43 @@ def _stderr(text: str) -> None:
         pass
 
 
+def _remove_session_dir(cfg: ListenerConfig) -> None:
+    """The owner died without cleaning up: its private directory goes with us."""
+    import shutil
+
+    if cfg.session_dir and os.path.basename(cfg.session_dir).startswith("mptrace-"):
+        shutil.rmtree(cfg.session_dir, ignore_errors=True)
+
+
 def bootstrap() -> None:
     """Entry point: ``python -c '...; bootstrap()' LISTEN_FD STATUS_FD``.
 
     Standard input carries ``(sys.path, pickled (config, key))``; the key never
     appears on a command line or in the environment. The listener answers
-    ``ok`` or the reason it cannot start on the status pipe.
+    ``ok`` on the status pipe (then one ``f`` per flush request), or
+    ``config:`` and a sentence when a sink cannot be built, or the reason it
+    cannot start.
     """
     # Ctrl-C reaches the whole foreground process group; the owner decides
     # when the listener stops, after draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listen_fd, status_fd = int(sys.argv[1]), int(sys.argv[2])
-    status = os.fdopen(status_fd, "w")
     try:
         path, inner = pickle.loads(sys.stdin.buffer.read())
         sys.path[:] = [p for p in path if p] + [p for p in sys.path if p not in path]
         cfg, authkey = pickle.loads(inner)
-        lsock = socket.socket(fileno=listen_fd)
-        listener = Listener(cfg, lsock, authkey)
+        transport = Transport(socket.socket(fileno=listen_fd), authkey, cfg.owner_pid)
+        router = Router(cfg, transport, status_fd)
     except BaseException as exc:
-        status.write(f"{type(exc).__name__}: {exc}")
-        status.close()
+        prefix = "config:" if isinstance(exc, ConfigurationError) else ""
+        os.write(status_fd, f"{prefix}{type(exc).__name__}: {exc}".encode())
+        os.close(status_fd)
         raise SystemExit(1) from None
-    status.write("ok")
-    status.close()
+    os.write(status_fd, b"ok\n")
     try:
-        listener.run()
+        transport.run(router)
     except KeyboardInterrupt:
-        listener.finish()
+        pass
+    router.finish()
+    if transport.owner_gone:
+        _remove_session_dir(cfg)

@@ -1,51 +1,45 @@
-"""OTLP export from the listener: spans and log records, batched, over gRPC or HTTP.
+"""Sinks that hand events to OpenTelemetry SDK exporters: OTLP, and any user's.
 
-Events arrive as plain dicts (see docs/jsonl-schema.md). ``export()`` only
-queues them, so the listener's loop never waits for the network; one
-background thread per signal turns them back into OpenTelemetry SDK objects
-(``ReadableSpan``, log records; see ``_otlp_convert.py``) and sends them
-through the SDK's own ``OTLPSpanExporter`` / ``OTLPLogExporter``::
-
-    export(event) ──▶ Batcher (bounded queue) ──thread──▶ convert ──▶ SDK exporter
-
-A batch leaves when it is full (512) or at least once a second. Nothing is
-ever retried beyond what the SDK exporter itself does, and nothing is lost
-silently: a full queue, a malformed event, a failed export and whatever is
-still queued when shutdown's time is up are all counted in ``dropped``, which
-the listener reports when it stops. The SDK's own complaints (a line per
-retry) stay off the terminal: the first failure of each signal is one
-``mptrace: warning`` line, and at shutdown a signal whose receiver is failing
-is not waited on.
+:class:`SdkSink` takes events as plain dicts (docs/jsonl-schema.md) and queues
+them in a ``_batch.Batcher`` per signal, whose thread turns them back into
+SDK objects (``_events.span_from_dict``, ``_otel_values.LogBuilder``) and
+sends them through a ``SpanExporter`` / ``LogExporter``. :class:`OtlpSink` is
+one with the SDK's own OTLP exporters; :func:`sdk_sink_for` makes one around
+an exporter a user named in ``exporters=``. Lifecycle events reach OTLP as
+events of the process span, not on their own.
 
 Configuration is the SDK's: with no endpoint in the exporter spec, the
 ``OTEL_EXPORTER_OTLP_*`` variables (endpoint, headers, certificates,
 compression, timeout) apply as they would to any OpenTelemetry program.
 Unless ``OTEL_EXPORTER_OTLP_TIMEOUT`` (or its per-signal form) says
 otherwise, one export gives up after 5 s, not the SDK's 10, so a receiver that
-is down cannot hold the end of the program for long.
+is down cannot hold the end of the program for long. At shutdown a signal
+whose receiver is failing is not waited on.
 ``OTEL_LOGS_EXPORTER=none`` sends spans only (Jaeger, for one, takes no logs).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from ._config import ExporterSpec, ListenerConfig
-from ._otlp_convert import LogBuilder, SpanBuilder, _Resources
+from ._batch import (  # noqa: F401 - tests read them here
+    BATCH_SIZE,
+    QUEUE_CAPACITY,
+    Batcher,
+    _quiet_sdk_exporters,
+    _succeeded,
+)
+from ._events import Event, span_from_dict
+from ._otel_values import LogBuilder, _Resources
+from .sinks import SinkSpec
 
-#: Events waiting to be sent, per signal; more are counted as dropped.
-QUEUE_CAPACITY = 20_000
-#: The most events in one export request.
-BATCH_SIZE = 512
-#: The longest an event waits for its batch to fill, in seconds.
-BATCH_INTERVAL = 1.0
+if TYPE_CHECKING:
+    from ._config import ListenerConfig
+
 #: One export's time limit (seconds) unless OTEL_EXPORTER_OTLP_TIMEOUT is set.
 EXPORT_TIMEOUT = 5.0
 #: The longest ``shutdown()`` spends sending what is queued (also bounded by
@@ -59,246 +53,6 @@ LOGS_HINT = "; if the receiver takes no logs (Jaeger), set OTEL_LOGS_EXPORTER=no
 
 GRPC_DEFAULT = "http://localhost:4317"
 HTTP_DEFAULT = "http://localhost:4318"
-
-
-def make_otlp_exporter(spec: ExporterSpec, cfg: ListenerConfig) -> OtlpExporter:
-    """The listener's exporter for ``otlp`` (gRPC) and ``otlp+http`` specs."""
-    return OtlpExporter(spec, cfg)
-
-
-# -- what the SDK exporters say ------------------------------------------------
-
-
-class _SdkComplaints(logging.Handler):
-    """Keeps the SDK exporters' last warning per thread instead of printing it.
-
-    The SDK logs every failed attempt; in the listener, whose stderr is the
-    user's terminal, that would be a line a second while a collector is down.
-    mptrace prints the first failure once and counts the rest.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.last: dict[int, str] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # a complaint that cannot be formatted is not worth more
-            return
-        # Our own shutdown stops the SDK's retries; the reason worth telling
-        # is the failure that came before it.
-        if "Shutdown in progress" in message and (record.thread or 0) in self.last:
-            return
-        self.last[record.thread or 0] = message
-
-    def take(self) -> str | None:
-        """The calling thread's last complaint, forgotten once taken."""
-        return self.last.pop(threading.get_ident(), None)
-
-
-_complaints = _SdkComplaints()
-
-
-def _quiet_sdk_exporters() -> None:
-    sdk_logger = logging.getLogger("opentelemetry.exporter.otlp")
-    if _complaints not in sdk_logger.handlers:
-        sdk_logger.addHandler(_complaints)
-        sdk_logger.propagate = False
-
-
-def _warn(text: str) -> None:
-    try:
-        sys.stderr.write(f"mptrace: warning: {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):  # pragma: no cover - no stderr left
-        pass
-
-
-def _succeeded(result: Any) -> bool:
-    """An SDK export result is SUCCESS (the enum's class differs by SDK version)."""
-    return getattr(result, "name", None) == "SUCCESS"
-
-
-# -- batching ------------------------------------------------------------------
-
-
-class Batcher:
-    """A bounded queue of events, converted and sent in batches by one thread.
-
-    ``put`` never blocks: with the queue full, the event is counted dropped.
-    The thread wakes when a batch is full, every ``BATCH_INTERVAL`` seconds,
-    or when ``poke`` finds a partial batch that has waited that long, and
-    sends everything queued. ``close`` sends what is left until a deadline;
-    ``abandon`` then counts whatever could not be sent.
-
-    *convert* turns one event into what *send* takes (raising for a malformed
-    event, which is counted dropped); *send* sends a list and returns whether
-    the receiver took it; *hint* ends the warning about a failed send.
-    """
-
-    def __init__(
-        self,
-        label: str,
-        what: str,
-        convert: Callable[[dict[str, Any]], Any],
-        send: Callable[[list[Any]], bool],
-        hint: str = "",
-    ) -> None:
-        self.label = label
-        self.hint = hint
-        self.what = what
-        self.convert = convert
-        self.send = send
-        self.capacity = QUEUE_CAPACITY
-        self.batch_size = BATCH_SIZE
-        self.interval = BATCH_INTERVAL
-        self.overflowed = 0  # counted by the producer only
-        self.unsent = 0  # counted under _lock
-        self._queue: deque[dict[str, Any]] = deque()
-        self._oldest = 0.0
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._failing = False  # the last export failed
-        self._abandoned = False
-        self._closing = False
-        self._deadline = float("inf")
-        self._warned: set[str] = set()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"mptrace-otlp-{what.split()[0]}", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def dropped(self) -> int:
-        return self.overflowed + self.unsent
-
-    # -- the producer's side (the listener's thread) --
-
-    def put(self, event: dict[str, Any]) -> None:
-        queue = self._queue
-        if self._closing or len(queue) >= self.capacity:
-            self.overflowed += 1
-            return
-        if not queue:
-            self._oldest = time.monotonic()
-        queue.append(event)
-        if len(queue) >= self.batch_size and not self._wake.is_set():
-            self._wake.set()
-
-    def poke(self) -> None:
-        """Wake the thread if a partial batch has waited an interval; never blocks."""
-        if (
-            self._queue
-            and not self._wake.is_set()
-            and time.monotonic() - self._oldest >= self.interval
-        ):
-            self._wake.set()
-
-    def close(self, deadline: float) -> None:
-        """Have the thread send what is queued until *deadline* (monotonic); stop."""
-        self._deadline = deadline
-        self._closing = True
-        self._wake.set()
-
-    def struggling(self) -> bool:
-        """The last export failed, or the one in progress has met an error."""
-        return self._failing or self._thread.ident in _complaints.last
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float) -> None:
-        self._thread.join(max(0.0, timeout))
-
-    def abandon(self, until: float) -> None:
-        """Count what is still queued or being sent as dropped; stop counting after.
-
-        The thread gets until *until* (monotonic) to finish a send in progress.
-        """
-        self.wait(until - time.monotonic())
-        with self._lock:
-            self._abandoned = True
-            self.unsent += len(self._queue) + self._in_flight
-            self._queue.clear()
-            self._in_flight = 0
-
-    # -- the thread --
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            closing = self._closing
-            self._send_queued()
-            if closing:
-                return
-
-    def _send_queued(self) -> None:
-        while self._queue:
-            if self._closing and time.monotonic() >= self._deadline:
-                return
-            if not self._send_batch(self._take()) and self._closing:
-                return  # the receiver is failing: at shutdown, don't wait on it again
-
-    def _take(self) -> list[dict[str, Any]]:
-        queue = self._queue
-        with self._lock:
-            batch = [queue.popleft() for _ in range(min(len(queue), self.batch_size))]
-            self._in_flight = len(batch)
-        if queue:
-            self._oldest = time.monotonic()
-        return batch
-
-    def _send_batch(self, events: list[dict[str, Any]]) -> bool:
-        items, malformed = self._convert(events)
-        ok, why = True, ""
-        if items:
-            _complaints.take()  # forget an older complaint of this thread
-            try:
-                ok = self.send(items)
-            except Exception as exc:
-                ok = False
-                why = repr(exc)
-            complaint = _complaints.take()
-            if not ok:
-                why = why or complaint or "the export failed"
-            self._failing = not ok
-        with self._lock:
-            if self._abandoned:
-                return ok
-            self._in_flight = 0
-            self.unsent += malformed + (0 if ok else len(items))
-        if not ok:
-            self._warn_once(
-                "send", f"could not send {len(items)} {self.what} ({why}){self.hint}"
-            )
-        return ok
-
-    def _convert(self, events: list[dict[str, Any]]) -> tuple[list[Any], int]:
-        items = []
-        for event in events:
-            try:
-                items.append(self.convert(event))
-            except Exception as exc:
-                self._warn_once(
-                    "convert",
-                    f"dropped a malformed event ({exc.__class__.__name__}: {exc})",
-                )
-        return items, len(events) - len(items)
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            _warn(
-                f"{self.label}: {text}; further failures are counted and "
-                "reported at shutdown."
-            )
-
-
-# -- the exporter --------------------------------------------------------------
 
 
 def _env(*names: str) -> str | None:
@@ -317,32 +71,134 @@ def _signal_url(base: str, signal: str) -> str:
     return f"{base}/v1/{signal}"
 
 
-class OtlpExporter:
-    """The listener's OTLP exporter: spans, and log records, to one receiver.
+class SdkSink:
+    """A sink around SDK exporters: spans to *span_exporter*, logs to *log_exporter*.
 
-    ``export`` queues, ``flush`` nudges, ``shutdown`` sends what is queued
-    within ``min(shutdown_timeout, FLUSH_LIMIT)`` seconds and counts the rest
-    in ``dropped``. ``name`` says which exporter and where, for messages.
+    ``export`` queues, ``tick`` nudges a partial batch out, ``force_flush``
+    waits for the queues to empty, ``shutdown`` sends what is queued within
+    ``min(shutdown_timeout, FLUSH_LIMIT)`` seconds and counts the rest in
+    ``dropped``. ``name`` says which sink and where, for messages.
     """
 
-    def __init__(self, spec: ExporterSpec, cfg: ListenerConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: ListenerConfig,
+        span_exporter: Any = None,
+        log_exporter: Any = None,
+    ) -> None:
         _quiet_sdk_exporters()
-        self.protocol = "http" if spec.kind == "otlp+http" else "grpc"
+        self.name = name
+        self.flush_limit = min(cfg.shutdown_timeout, FLUSH_LIMIT)
+        resources = _Resources({"service.name": cfg.service_name})
+        self.sdk_exporters = [e for e in (span_exporter, log_exporter) if e is not None]
+        self.spans: Batcher | None = None
+        self.logs: Batcher | None = None
+        if span_exporter is not None:
+            convert = _SpanConverter(resources)
+            self.spans = Batcher(name, "spans", convert, _sender(span_exporter))
+        if log_exporter is not None:
+            self.logs = Batcher(
+                name, "log records", LogBuilder(resources), _sender(log_exporter),
+                LOGS_HINT,
+            )  # fmt: skip
+
+    @property
+    def batchers(self) -> list[Batcher]:
+        return [b for b in (self.spans, self.logs) if b is not None]
+
+    def export(self, events: Sequence[Event]) -> None:
+        spans, logs = self.spans, self.logs
+        for event in events:
+            kind = event.get("kind", "log")
+            if kind == "span":
+                if spans is not None:
+                    spans.put(event)
+            elif kind == "log" and logs is not None:
+                logs.put(event)
+
+    def tick(self) -> None:
+        for batcher in self.batchers:
+            batcher.poke()
+
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        for batcher in self.batchers:
+            batcher.poke(now=True)
+        while any(b.busy() for b in self.batchers):
+            if time.monotonic() >= deadline:
+                return False
+            self.batchers[0].wait(0.01)
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        batchers = self.batchers
+        deadline = time.monotonic() + min(self.flush_limit, timeout)
+        for batcher in batchers:
+            batcher.close(deadline)
+        _wait_for(batchers, deadline)
+        grace = time.monotonic() + ABANDON_GRACE
+        _stop_all(self.sdk_exporters, grace)
+        for batcher in batchers:
+            batcher.abandon(grace)
+
+    @property
+    def dropped(self) -> int:
+        return sum(b.dropped for b in self.batchers)
+
+    @property
+    def dropped_what(self) -> str:
+        counts = [(b.dropped, b.what) for b in self.batchers if b.dropped]
+        if len(counts) == 1:
+            return counts[0][1]
+        if not counts:
+            return self.batchers[0].what if self.batchers else "events"
+        return "events (" + ", ".join(f"{n} {what}" for n, what in counts) + ")"
+
+
+class _SpanConverter:
+    __slots__ = ("resources",)
+
+    def __init__(self, resources: _Resources) -> None:
+        self.resources = resources
+
+    def __call__(self, event: Event) -> Any:
+        return span_from_dict(event, self.resources.get(event.get("resource")))
+
+
+def _sender(exporter: Any) -> Any:
+    return lambda items: _succeeded(exporter.export(items))
+
+
+def sdk_sink_for(obj: Any, name: str, cfg: ListenerConfig) -> SdkSink | None:
+    """An :class:`SdkSink` around *obj* if it is an SDK span or log exporter."""
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    if isinstance(obj, SpanExporter):
+        return SdkSink(name, cfg, span_exporter=obj)
+    try:
+        from opentelemetry.sdk._logs.export import LogExporter
+    except ImportError:  # pragma: no cover - an SDK without logs
+        return None
+    if isinstance(obj, LogExporter):
+        return SdkSink(name, cfg, log_exporter=obj)
+    return None
+
+
+class OtlpSink(SdkSink):
+    """The ``otlp`` / ``otlp+http`` / ``jaeger`` sink: OTLP over gRPC or HTTP."""
+
+    def __init__(self, spec: SinkSpec, cfg: ListenerConfig) -> None:
+        self.protocol = "http" if spec.name == "otlp+http" else "grpc"
         self.target = spec.target
         self.endpoint = self._describe_endpoint()
-        self.name = f"{spec.kind} ({self.endpoint})"
-        self.flush_limit = min(cfg.shutdown_timeout, FLUSH_LIMIT)
-        resources = _Resources(
-            {"service.name": cfg.service_name, **(cfg.resource or {})}
-        )
-        self.sdk_exporters: list[Any] = []
-        self.spans = self._batcher("spans", SpanBuilder(resources), "traces")
-        self.logs: Batcher | None = None
         logs_off = (os.environ.get("OTEL_LOGS_EXPORTER") or "").strip().lower() == "none"
-        if spec.logs and not logs_off:
-            self.logs = self._batcher(
-                "log records", LogBuilder(resources), "logs", LOGS_HINT
-            )
+        super().__init__(
+            f"{spec.name} ({self.endpoint})",
+            cfg,
+            span_exporter=self._sdk_exporter("traces"),
+            log_exporter=self._sdk_exporter("logs") if spec.logs and not logs_off else None,
+        )
 
     # -- setup --
 
@@ -397,63 +253,6 @@ class OtlpExporter:
                 OTLPLogExporter as Exporter,
             )
         return Exporter(**self._sdk_kwargs(signal))
-
-    def _batcher(
-        self,
-        what: str,
-        convert: Callable[[dict[str, Any]], Any],
-        signal: str,
-        hint: str = "",
-    ) -> Batcher:
-        sdk = self._sdk_exporter(signal)
-        self.sdk_exporters.append(sdk)
-
-        def send(items: Sequence[Any]) -> bool:
-            return _succeeded(sdk.export(items))
-
-        return Batcher(self.name, what, convert, send, hint)
-
-    @property
-    def batchers(self) -> list[Batcher]:
-        return [b for b in (self.spans, self.logs) if b is not None]
-
-    # -- what the listener calls --
-
-    def export(self, event: dict[str, Any]) -> None:
-        kind = event.get("kind", "log")
-        if kind == "span":
-            self.spans.put(event)
-        elif kind == "log" and self.logs is not None:
-            self.logs.put(event)
-        # lifecycle events reach OTLP as events of the process span
-
-    def flush(self) -> None:
-        for batcher in self.batchers:
-            batcher.poke()
-
-    def shutdown(self) -> None:
-        batchers = self.batchers
-        deadline = time.monotonic() + self.flush_limit
-        for batcher in batchers:
-            batcher.close(deadline)
-        _wait_for(batchers, deadline)
-        grace = time.monotonic() + ABANDON_GRACE
-        _stop_all(self.sdk_exporters, grace)
-        for batcher in batchers:
-            batcher.abandon(grace)
-
-    @property
-    def dropped(self) -> int:
-        return sum(b.dropped for b in self.batchers)
-
-    @property
-    def dropped_what(self) -> str:
-        counts = [(b.dropped, b.what) for b in self.batchers if b.dropped]
-        if len(counts) == 1:
-            return counts[0][1]
-        if not counts:
-            return self.spans.what
-        return "events (" + ", ".join(f"{n} {what}" for n, what in counts) + ")"
 
 
 def _wait_for(batchers: list[Batcher], deadline: float) -> None:

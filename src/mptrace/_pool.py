@@ -1,4 +1,4 @@
-"""Drop-ins for ``multiprocessing.Pool`` and ``ProcessPoolExecutor``.
+"""Drop-ins for ``multiprocessing.Pool``, ``ProcessPoolExecutor`` and ``get_context``.
 
 Same signatures as the stdlib. Their workers join the session (they are
 started through mptrace's contexts), and with tracing on::
@@ -14,6 +14,10 @@ started through mptrace's contexts), and with tracing on::
 
 The traceparent rides with every task, not with the worker, so a reused
 worker parents each task under the span that submitted it.
+
+``get_context(method)`` gives a context whose ``Process`` participates
+(``_process._Participating``) and whose ``Pool`` is the pool here. The start
+method is never set globally: it is the context's, as in the stdlib.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures.process as cfp
 import functools
+import multiprocessing.context as mpc
 import multiprocessing.pool
 import threading
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from . import _session, _tracing
-from ._process import get_context
+from . import _tracing
+from ._lifecycle import state_of
+from ._process import _Participating
+from ._tracing import end_span, qualname, session_tracer
 
 
 def _participating(context: Any) -> Any:
@@ -38,17 +46,10 @@ def _participating(context: Any) -> Any:
     return get_context(context.get_start_method())
 
 
-def _tracer() -> Any:
-    config = _session.current_config()
-    if config is None or not config.tracing:
-        return None
-    return _tracing.get_tracer()
-
-
 class _SpanEnd:
     """Ends a span once, from whichever of several paths gets there first."""
 
-    __slots__ = ("span", "_lock", "_done")
+    __slots__ = ("_done", "_lock", "span")
 
     def __init__(self, span: Any) -> None:
         self.span = span
@@ -60,7 +61,7 @@ class _SpanEnd:
             if self._done:
                 return
             self._done = True
-        _tracing._end_with(self.span, exc)
+        end_span(self.span, exc)
 
     def on_result(self, callback: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
         def done(value: Any) -> Any:
@@ -108,8 +109,8 @@ class _EndingIterator:
 
 def _start_span(tracer: Any, name: str, func: Any, **attributes: Any) -> Any:
     return tracer.start_span(
-        f"{name} {_tracing._qualname(func)}",
-        attributes={"mptrace.span": "submit", "code.function.name": _tracing._qualname(func), **attributes},
+        f"{name} {qualname(func)}",
+        attributes={"mptrace.span": "submit", "code.function.name": qualname(func), **attributes},
     )
 
 
@@ -130,7 +131,7 @@ class Pool(multiprocessing.pool.Pool):
     ) -> None:
         # Workers started later (maxtasksperchild, a worker that died) are
         # started by the pool's own thread: they take the context of now.
-        carrier = _tracing.carrier() if _tracer() is not None else None
+        carrier = _tracing.carrier() if session_tracer() is not None else None
         self.Process = functools.partial(_pool_worker, carrier)  # type: ignore[assignment]
         self._mptrace_open: list[_SpanEnd] = []  # spans that terminate() ends
         super().__init__(processes, initializer, initargs, maxtasksperchild, _participating(context))
@@ -154,13 +155,13 @@ class Pool(multiprocessing.pool.Pool):
         callback: Callable[..., Any] | None = None,
         error_callback: Callable[..., Any] | None = None,
     ) -> Any:
-        tracer = _tracer()
+        tracer = session_tracer()
         if tracer is None:
             return super()._map_async(func, iterable, mapper, chunksize, callback, error_callback)
         name = "Pool.starmap" if mapper is multiprocessing.pool.starmapstar else "Pool.map"
         end = self._track(_SpanEnd(_start_span(tracer, name, func)))
         chunk_call = _tracing.ChunkCall(
-            mapper, _tracing.carrier(end.span), f"task {_tracing._qualname(func)}"
+            mapper, _tracing.carrier(end.span), f"task {qualname(func)}"
         )
         try:
             result = super()._map_async(
@@ -174,7 +175,7 @@ class Pool(multiprocessing.pool.Pool):
         return result
 
     def _imap(self, method: Callable[..., Any], name: str, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int) -> Any:
-        tracer = _tracer()
+        tracer = session_tracer()
         if tracer is None:
             return method(func, iterable, chunksize)
         end = self._track(_SpanEnd(_start_span(tracer, name, func)))
@@ -199,14 +200,14 @@ class Pool(multiprocessing.pool.Pool):
         callback: Callable[..., Any] | None = None,
         error_callback: Callable[..., Any] | None = None,
     ) -> Any:
-        if _tracer() is not None:
+        if session_tracer() is not None:
             func = _tracing.TaskCall(func, _tracing.carrier())
         return super().apply_async(func, args, kwds, callback, error_callback)
 
 
 def _pool_worker(carrier: dict[str, str] | None, ctx: Any, *args: Any, **kwds: Any) -> Any:
     process = ctx.Process(*args, **kwds)
-    process._mptrace_parent_carrier = carrier
+    state_of(process).parent_carrier = carrier
     return process
 
 
@@ -230,7 +231,7 @@ class ProcessPoolExecutor(cfp.ProcessPoolExecutor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         # map() submits partial(_process_chunk, TaskCall(...)): already traced per item.
         is_map_chunk = isinstance(fn, functools.partial) and fn.func is cfp._process_chunk
-        if not is_map_chunk and _tracer() is not None:
+        if not is_map_chunk and session_tracer() is not None:
             fn = _tracing.TaskCall(fn, _tracing.carrier())
         return super().submit(fn, *args, **kwargs)
 
@@ -242,7 +243,7 @@ class ProcessPoolExecutor(cfp.ProcessPoolExecutor):
         chunksize: int = 1,
         **kwargs: Any,
     ) -> Iterator[Any]:
-        tracer = _tracer()
+        tracer = session_tracer()
         if tracer is None:
             return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize, **kwargs)
         end = _SpanEnd(_start_span(tracer, "ProcessPoolExecutor.map", fn))
@@ -262,3 +263,77 @@ def _ending_generator(results: Iterator[Any], end: _SpanEnd) -> Iterator[Any]:
         end(exc)
         raise
     end(None)
+
+
+# -- contexts ---------------------------------------------------------------------
+
+
+def _make(method: str) -> tuple[type, type] | None:
+    base_ctx = mpc._concrete_contexts.get(method)  # type: ignore[attr-defined]
+    if base_ctx is None:
+        return None
+    base_process = base_ctx.Process
+    process_cls = type(
+        base_process.__name__,
+        (_Participating, base_process),
+        {
+            "__module__": __name__,
+            "__qualname__": base_process.__name__,
+            "__doc__": f"``{base_process.__name__}`` whose child joins the current session.",
+        },
+    )
+
+    def get_context(self: Any, method: str | None = None) -> Any:
+        if method is None:
+            return self
+        return get_context(method)
+
+    def pool(
+        self: Any,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+    ) -> Any:
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self)
+
+    ctx_cls = type(
+        type(base_ctx).__name__,
+        (type(base_ctx),),
+        {
+            "__module__": __name__,
+            "__qualname__": type(base_ctx).__name__,
+            "Process": process_cls,
+            "get_context": get_context,
+            "Pool": pool,
+            "__doc__": f"The {method!r} context, whose processes join the current session.",
+        },
+    )
+    return process_cls, ctx_cls
+
+
+_contexts: dict[str, Any] = {}
+for _method in ("fork", "spawn", "forkserver"):
+    _made = _make(_method)
+    if _made is not None:
+        _process_cls, _ctx_cls = _made
+        globals()[_process_cls.__name__] = _process_cls
+        _contexts[_method] = _ctx_cls()
+del _method, _made
+
+
+def get_context(method: str | None = None) -> Any:
+    """Like ``multiprocessing.get_context``; its processes join the session.
+
+    ``get_context("spawn").Process(...)``, ``.Pool(...)`` and a
+    ``ProcessPoolExecutor(mp_context=get_context(...))`` all participate.
+    """
+    if method is None:
+        method = multiprocessing.get_context().get_start_method()
+    try:
+        return _contexts[method]
+    except KeyError:
+        valid = ", ".join(repr(m) for m in _contexts)
+        raise ValueError(
+            f"Cannot find context for {method!r}; valid start methods here are {valid}."
+        ) from None

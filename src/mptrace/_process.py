@@ -1,21 +1,22 @@
-"""Drop-ins for ``multiprocessing.Process`` and ``multiprocessing.get_context``.
+"""The drop-in for ``multiprocessing.Process``.
 
-A process started through them carries the session's :class:`ChildConfig`
-(socket path, key, level) and, before its ``run()``, opens its own stream to
-the listener, under any start method, and for children of children. The
-start method is never set globally: it is the context's, as in the stdlib.
+A process started through it carries the session's :class:`ChildConfig`
+(socket path, key, level) and, before its ``run()``, joins the session as a
+participant of its own, under any start method, and for children of
+children. Contexts for each start method are in ``_pool.py``, beside the
+pools they make.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import multiprocessing.context as mpc
 import time
 from typing import Any
 
-from . import _lifecycle, _session
+from . import _lifecycle, _participant
 from ._config import ChildConfig
+from ._lifecycle import state_of
 
 _log = logging.getLogger("mptrace.process")
 
@@ -24,43 +25,43 @@ class _Participating:
     """Mixin for ``BaseProcess`` subclasses: the child joins the session.
 
     With tracing on, the parent also makes the child a span and records its
-    lifecycle (see ``_lifecycle``).
+    lifecycle (see ``_lifecycle``). Everything mptrace keeps on the process
+    object is one ``_lifecycle.ProcessState``, ``self._mptrace``.
     """
-
-    _mptrace_config: ChildConfig | None = None
-    _mptrace_carrier: dict[str, str] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
-        self._mptrace_created_ns = time.time_ns()
+        state_of(self)  # created now: the "created" time
 
     def __getstate__(self) -> dict[str, Any]:
-        # Spans and watches are the parent's; ids travel in the carrier.
         state = self.__dict__.copy()
-        for key in _PARENT_ONLY:
-            state.pop(key, None)
+        state.pop("run", None)  # the child's own wrapper, never the parent's
         return state
 
     def start(self) -> None:
-        config = self._mptrace_config = _session.current_config()
-        traced = config is not None and config.tracing
+        part = _participant.current()
+        state = state_of(self)
+        traced = part is not None and part.config.tracing
+        if part is not None:
+            state.config = part.config
         if traced:
-            _guard(_lifecycle.before_start, self, config)
+            _guard(_lifecycle.before_start, self, part)
         # "started" is when start() began: a forked child may be running
         # before start() returns.
-        self._mptrace_start_ns = time.time_ns()
+        state.start_ns = time.time_ns()
         super().start()  # type: ignore[misc]
         if traced:
-            _guard(_lifecycle.after_start, self, config)
+            _guard(_lifecycle.after_start, self, part)
 
     def join(self, timeout: float | None = None) -> None:
         super().join(timeout)  # type: ignore[misc]
-        if getattr(self, "_mptrace_watch", None) is not None and self.exitcode is not None:  # type: ignore[attr-defined]
+        if state_of(self).watch is not None and self.exitcode is not None:  # type: ignore[attr-defined]
             _guard(_lifecycle.observed_exit, self)
 
     def close(self) -> None:
-        if getattr(self, "_mptrace_watch", None) is not None and self._popen is not None:  # type: ignore[attr-defined]
-            if self._popen.poll() is not None:  # type: ignore[attr-defined]
+        popen = self._popen  # type: ignore[attr-defined]
+        if state_of(self).watch is not None and popen is not None:
+            if popen.poll() is not None:
                 _guard(_lifecycle.observed_exit, self)
         super().close()  # type: ignore[misc]
 
@@ -75,23 +76,23 @@ class _Participating:
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
         # Runs in the child under every start method; a user's subclass that
         # overrides run() is covered too.
-        config = self._mptrace_config
-        self._mptrace_traced = False
-        if config is not None:
-            self._mptrace_wrap_run(config)
-        code = super()._bootstrap(*args, **kwargs)  # type: ignore[misc]
-        if self._mptrace_traced:
-            # Children of this child that nobody joined: their spans close now.
-            _guard(_lifecycle.stop_monitor)
+        state = state_of(self)
+        if state.config is not None:
+            self._mptrace_wrap_run(state.config)
+        code: int = super()._bootstrap(*args, **kwargs)  # type: ignore[misc]
+        if state.traced:
+            part = _participant.current()
+            if part is not None:
+                # Children of this child that nobody joined: their spans close now.
+                _guard(part.stop_monitor)
             _guard(_lifecycle.child_finished, self, code)
-        return code  # type: ignore[no-any-return]
+        return code
 
     def _mptrace_join(self, config: ChildConfig) -> None:
         try:
-            _session.join(config, getattr(self, "_parent_pid", None))
+            part = _participant.join(config, getattr(self, "_parent_pid", None))
             if config.tracing:
-                _lifecycle.child_running(self, config)
-                self._mptrace_traced = True
+                _lifecycle.child_running(self, part)
         except Exception as exc:  # never stop the child for telemetry
             import sys
 
@@ -120,9 +121,6 @@ class _Participating:
         self.run = run_and_report  # type: ignore[method-assign]
 
 
-_PARENT_ONLY = ("_mptrace_span", "_mptrace_watch", "run")
-
-
 def _guard(func: Any, *args: Any) -> None:
     """Run a telemetry step; a failure is one warning, never the program's end."""
     try:
@@ -137,76 +135,3 @@ class Process(_Participating, multiprocessing.Process):  # type: ignore[misc]
     Same signature and behaviour as the stdlib class, with the default start
     method; use :func:`get_context` for a specific one.
     """
-
-
-def _make(method: str) -> tuple[type, type] | None:
-    base_ctx = mpc._concrete_contexts.get(method)  # type: ignore[attr-defined]
-    if base_ctx is None:
-        return None
-    base_process = base_ctx.Process
-    process_cls = type(
-        base_process.__name__,
-        (_Participating, base_process),
-        {
-            "__module__": __name__,
-            "__qualname__": base_process.__name__,
-            "__doc__": f"``{base_process.__name__}`` whose child joins the current session.",
-        },
-    )
-
-    def get_context(self: Any, method: str | None = None) -> Any:
-        if method is None:
-            return self
-        return get_context(method)
-
-    def pool(
-        self: Any,
-        processes: int | None = None,
-        initializer: Any = None,
-        initargs: Any = (),
-        maxtasksperchild: int | None = None,
-    ) -> Any:
-        from ._pool import Pool
-
-        return Pool(processes, initializer, initargs, maxtasksperchild, context=self)
-
-    ctx_cls = type(
-        type(base_ctx).__name__,
-        (type(base_ctx),),
-        {
-            "__module__": __name__,
-            "__qualname__": type(base_ctx).__name__,
-            "Process": process_cls,
-            "get_context": get_context,
-            "Pool": pool,
-            "__doc__": f"The {method!r} context, whose processes join the current session.",
-        },
-    )
-    return process_cls, ctx_cls
-
-
-_contexts: dict[str, Any] = {}
-for _method in ("fork", "spawn", "forkserver"):
-    _made = _make(_method)
-    if _made is not None:
-        _process_cls, _ctx_cls = _made
-        globals()[_process_cls.__name__] = _process_cls
-        _contexts[_method] = _ctx_cls()
-del _method, _made
-
-
-def get_context(method: str | None = None) -> Any:
-    """Like ``multiprocessing.get_context``; its processes join the session.
-
-    ``get_context("spawn").Process(...)``, ``.Pool(...)`` and a
-    ``ProcessPoolExecutor(mp_context=get_context(...))`` all participate.
-    """
-    if method is None:
-        method = multiprocessing.get_context().get_start_method()
-    try:
-        return _contexts[method]
-    except KeyError:
-        valid = ", ".join(repr(m) for m in _contexts)
-        raise ValueError(
-            f"Cannot find context for {method!r}; valid start methods here are {valid}."
-        ) from None

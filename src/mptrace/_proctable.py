@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_ERROR_MARKS = (b'"level": "error"', b'"level": "critical"')
+from ._events import ERROR_RANK, exception_attributes
 
 
 class ProcessTable:
@@ -33,12 +33,9 @@ class ProcessTable:
         row["name"] = event.get("target_name") or row.get("name")
         row[transition] = event
 
-    def on_log(self, pid: object, level: object) -> None:
-        if type(pid) is int and level in ("error", "critical"):
-            self._row(pid)["errors"] += 1
-
-    def on_raw_log(self, pid: object, body: bytes) -> None:
-        if type(pid) is int and (_ERROR_MARKS[0] in body or _ERROR_MARKS[1] in body):
+    def on_log(self, pid: object, rank: int) -> None:
+        """Count a log record of *pid* by the level rank its frame carries."""
+        if rank >= ERROR_RANK and type(pid) is int:
             self._row(pid)["errors"] += 1
 
     def complete_span(self, span: dict[str, Any]) -> None:
@@ -67,11 +64,7 @@ class ProcessTable:
                     {
                         "name": "exception",
                         "ts": finished["ts"],
-                        "attributes": {
-                            "exception.type": exc.get("type", ""),
-                            "exception.message": exc.get("message", ""),
-                            "exception.stacktrace": exc.get("traceback", ""),
-                        },
+                        "attributes": exception_attributes(exc),
                     }
                 )
                 if span.get("status") != "error":

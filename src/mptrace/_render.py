@@ -16,10 +16,10 @@ and at shutdown :func:`format_summary` makes the table of every process.
 from __future__ import annotations
 
 import os
-import signal
 import time
 import zlib
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from structlog.dev import (
     Column,
@@ -27,6 +27,8 @@ from structlog.dev import (
     KeyValueColumnFormatter,
     LogLevelColumnFormatter,
 )
+
+from . import _events
 
 RESET = "\x1b[0m"
 DIM = "\x1b[2m"
@@ -46,7 +48,10 @@ LEVEL_STYLES = {
 
 # What the console shows as columns of its own, or not at all.
 _HIDDEN = frozenset(
-    ("kind", "ts", "pid", "ppid", "seq", "process", "exc", "stack", "trace_id", "span_id")
+    (
+        "kind", "ts", "pid", "ppid", "seq", "run", "process", "exc", "stack",
+        "trace_id", "span_id",
+    )
 )
 
 
@@ -242,15 +247,7 @@ _ASKED_FOR = frozenset(("SIGTERM", "SIGKILL"))
 def signal_name(event: dict[str, Any]) -> str | None:
     """The signal that ended the process, from ``signal`` or a negative exit code."""
     name = event.get("signal")
-    if name:
-        return str(name)
-    code = event.get("exitcode")
-    if type(code) is int and code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return None
+    return str(name) if name else _events.signal_name(event.get("exitcode"))
 
 
 def _target(event: dict[str, Any]) -> str:

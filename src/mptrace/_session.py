@@ -1,27 +1,28 @@
-"""Sessions: starting the listener, joining it, and shutting it down.
+"""The public API: starting a session's listener, and shutting it down.
 
 One process owns a session: the one that called :func:`init`. It starts the
 listener, and every process that participates (the owner, its children through
 ``mptrace.Process`` and contexts, and forked children of any of them) sends
-its events there through a :class:`~mptrace._stream.Stream` of its own.
+its events there through a participant of its own (``_participant``).
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
+import dataclasses
+import json
 import os
-import pickle
 import secrets
 import select
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-from typing import Any, Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from . import _launch, _participant
 from ._config import (
     ChildConfig,
     ListenerConfig,
@@ -30,98 +31,22 @@ from ._config import (
     parse_exporters,
     parse_level,
     parse_timeout,
+    redact_keys,
 )
-from ._handler import FunnelHandler, FunnelLoggerFactory, StructlogForwarder
-from ._stream import Stream
-from .exceptions import ConfigurationError, ListenerError, MptraceError
-from .processors import DEFAULT_SECRET_KEYS, Redact
+from ._events import FLUSH, SHUTDOWN
+from ._sinks import memory_path
+from .exceptions import MptraceError
+from .sinks import SinkSpec
 
-#: Seconds beyond ``shutdown_timeout`` that shutdown gives the listener to export.
+#: Seconds beyond ``shutdown_timeout`` that shutdown gives the listener to hand
+#: what is queued to its exporters (``_otlp.FLUSH_LIMIT`` plus a margin).
 _EXPORT_GRACE = 7.0
 #: Seconds ``init`` waits for the listener to say it is ready.
 LISTENER_START_TIMEOUT = 60.0
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-class _Participation:
-    """This process's part in a session: its stream, handler and saved state."""
-
-    def __init__(self, config: ChildConfig, ppid: int | None = None) -> None:
-        self.config = config
-        redact = None if config.redact_keys is None else Redact(config.redact_keys)
-        self.stream = Stream(
-            config.address, config.authkey, config.block_timeout, ppid, redact
-        )
-        trace_context = None
-        if config.tracing:
-            from . import _tracing
-
-            _tracing.install_provider(config.service_name)
-            trace_context = _tracing.add_trace_context
-        self.handler = FunnelHandler(self.stream, trace_context=trace_context)
-        root = logging.getLogger()
-        self._old_level = root.level
-        root.addHandler(self.handler)
-        root.setLevel(config.level)
-        self._old_structlog: dict[str, Any] | None = None
-        if config.structlog:
-            self._configure_structlog(trace_context)
-
-    def _configure_structlog(self, trace_context: Callable[[dict[str, Any]], None] | None) -> None:
-        import structlog
-
-        self._old_structlog = structlog.get_config()
-        structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                StructlogForwarder(trace_context=trace_context),
-            ],
-            wrapper_class=structlog.make_filtering_bound_logger(self.config.level),
-            logger_factory=FunnelLoggerFactory(self.stream),
-            cache_logger_on_first_use=False,
-        )
-
-    def leave(self) -> None:
-        """Put logging and structlog back as they were; close the stream."""
-        root = logging.getLogger()
-        root.removeHandler(self.handler)
-        root.setLevel(self._old_level)
-        if self._old_structlog is not None:
-            import structlog
-
-            structlog.reset_defaults()
-            structlog.configure(**self._old_structlog)
-        self.stream.close()
-
-
 _lock = threading.RLock()
-_participation: _Participation | None = None
 _session: Session | None = None
-
-
-def current_config() -> ChildConfig | None:
-    """The configuration children of this process join with, if any."""
-    part = _participation
-    return None if part is None else part.config
-
-
-def current_stream() -> Stream | None:
-    part = _participation
-    return None if part is None else part.stream
-
-
-def join(config: ChildConfig, ppid: int | None = None) -> None:
-    """Make this (child) process participate in the session of *config*.
-
-    *ppid* is the pid of the process that started this one.
-    """
-    global _participation
-    with _lock:
-        if _participation is not None:
-            if _participation.config.session_id == config.session_id:
-                return  # inherited through fork: the stream reconnects by itself
-            _participation.leave()
-        _participation = _Participation(config, ppid)
 
 
 class Session:
@@ -133,35 +58,26 @@ class Session:
             main()
     """
 
-    def __init__(
-        self,
-        listener_config: ListenerConfig,
-        level: int,
-        block_timeout: float,
-        structlog: bool,
-        redact_keys: tuple[str, ...] | None = None,
-        tracing: bool = True,
-        sample_interval: float = 1.0,
-    ) -> None:
-        self._tracing = tracing
-        self._sample_interval = sample_interval
+    def __init__(self, listener_config: ListenerConfig, child_config: ChildConfig) -> None:
         self.listener_config = listener_config
-        self._redact_keys = redact_keys
+        self.child_config = child_config
         self.service_name = listener_config.service_name
         self.owner_pid = os.getpid()
-        self._level = level
-        self._block_timeout = block_timeout
-        self._structlog = structlog
-        self._authkey = secrets.token_bytes(32)
-        self._dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._status: int | None = None  # the listener's answers: "ok", then flush acks
+        self._started = False
         self._closed = False
-        self.child_config: ChildConfig | None = None
+        self._events: list[dict[str, Any]] | None = None
 
     @property
-    def address(self) -> str | None:
+    def address(self) -> str:
         """Path of the funnel's socket."""
-        return None if self.child_config is None else self.child_config.address
+        return self.child_config.address
+
+    @property
+    def run_id(self) -> str:
+        """This run's id: on every event as ``run``, and ``service.instance.id``."""
+        return self.child_config.session_id
 
     @property
     def listener_pid(self) -> int | None:
@@ -173,78 +89,55 @@ class Session:
 
     # -- start ---------------------------------------------------------------
 
-    def _make_socket(self) -> tuple[socket.socket, str]:
-        base = tempfile.gettempdir()
-        if len(base) > 60:  # AF_UNIX paths are limited to ~100 bytes
-            base = "/tmp"
-        self._dir = tempfile.mkdtemp(prefix="mptrace-", dir=base)  # mode 0700
-        path = os.path.join(self._dir, "funnel.sock")
-        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        lsock.bind(path)
-        os.chmod(path, 0o600)
-        lsock.listen(1024)
-        return lsock, path
-
     def start(self) -> Session:
-        lsock, path = self._make_socket()
-        status_r, status_w = os.pipe()
-        try:
-            self._spawn_listener(lsock, status_w)
-        finally:
-            lsock.close()
-            os.close(status_w)
-        try:
-            self._await_listener(status_r)
-        except BaseException:
-            self._kill_listener()
-            self._remove_dir()
-            raise
-        finally:
-            os.close(status_r)
-        self.child_config = ChildConfig(
-            address=path,
-            authkey=self._authkey,
-            level=self._level,
-            block_timeout=self._block_timeout,
-            structlog=self._structlog,
-            session_id=os.path.basename(self._dir or path),
-            redact_keys=self._redact_keys,
-            tracing=self._tracing,
-            service_name=self.service_name,
-            sample_interval=self._sample_interval,
+        """Start the listener and join it. Idempotent: a second call does nothing."""
+        with _lock:
+            if self._started:
+                return self
+            self._started = True
+        self._proc, self._status = _launch.start_listener(
+            self.listener_config, self.child_config
         )
-        join(self.child_config)
+        _participant.join(self.child_config)
         atexit.register(self._atexit)
         return self
 
-    def _spawn_listener(self, lsock: socket.socket, status_w: int) -> None:
-        inner = pickle.dumps((self.listener_config, self._authkey))
-        payload = pickle.dumps((list(sys.path), inner))
-        code = (
-            f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
-            "from mptrace._listener import bootstrap; bootstrap()"
-        )
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(lsock.fileno()), str(status_w)],
-            stdin=subprocess.PIPE,
-            pass_fds=(lsock.fileno(), status_w),
-            close_fds=True,
-        )
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(payload)
-        self._proc.stdin.close()
+    # -- while it runs ---------------------------------------------------------
 
-    def _await_listener(self, status_r: int) -> None:
-        ready, _, _ = select.select([status_r], [], [], LISTENER_START_TIMEOUT)
-        answer = b""
-        if ready:
-            while chunk := os.read(status_r, 65536):
-                answer += chunk
-        if answer != b"ok":
-            why = answer.decode("utf-8", "replace") or "it said nothing"
-            if not ready:
-                why = f"it did not answer within {LISTENER_START_TIMEOUT:.0f} s"
-            raise ListenerError(f"The mptrace listener process did not start: {why}")
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        """Have the listener read what every stream holds and flush every sink.
+
+        Returns True once it has, False if *timeout* seconds passed first or
+        the session is not running.
+        """
+        part = _participant.current()
+        status = self._status
+        if not self.active or part is None or status is None or part.stream.failed:
+            return False
+        part.send({"kind": FLUSH, "process": "MainProcess"})
+        if not select.select([status], [], [], timeout)[0]:
+            return False
+        return os.read(status, 1) == b"f"
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event the ``memory`` exporter received, as dicts, in order.
+
+        During the session it flushes first; after shutdown it gives what was
+        kept. Empty when ``"memory"`` is not among the exporters.
+        """
+        if self._events is not None:
+            return list(self._events)
+        if self.active:
+            self.force_flush()
+        return self._read_memory()
+
+    def _read_memory(self) -> list[dict[str, Any]]:
+        path = memory_path(self.listener_config.session_dir)
+        try:
+            with open(path, "rb") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except OSError:
+            return []
 
     # -- shutdown ------------------------------------------------------------
 
@@ -264,54 +157,60 @@ class Session:
         """Drain every stream, flush every exporter, stop the listener.
 
         Idempotent; in any process but the owner it does nothing. Returns
-        within about *timeout* seconds (default: the session's
-        ``shutdown_timeout``) plus two: a listener that takes longer is killed.
+        within *timeout* seconds (default: the session's ``shutdown_timeout``)
+        plus ``_EXPORT_GRACE`` (7 s) for the exporters at the most: a listener
+        that takes longer is killed.
         """
-        global _session, _participation
+        global _session
         if os.getpid() != self.owner_pid:
             return
         with _lock:
-            if self._closed:
+            if self._closed or not self._started:
                 return
             self._closed = True
             atexit.unregister(self._atexit)
         limit = self.listener_config.shutdown_timeout if timeout is None else timeout
-        from ._lifecycle import stop_monitor
-
-        stop_monitor()  # exits seen, spans of children still running closed
-        part = _participation
-        stream = part.stream if part is not None else None
-        if stream is not None and not stream.failed:
-            stream.send({"kind": "shutdown", "process": "MainProcess"})
-        proc = self._proc
-        if proc is not None:
-            # The listener drains for up to *limit*, then its OTLP exporters
-            # may take up to 5 s more to send what is queued.
-            bound = limit + _EXPORT_GRACE
-            try:
-                proc.wait(bound)
-            except subprocess.TimeoutExpired:
+        part = _participant.current()
+        if part is not None:
+            part.stop_monitor()  # exits seen, spans of children still running closed
+            if not part.stream.failed:
+                part.send({"kind": SHUTDOWN, "process": "MainProcess"})
+        self._wait_listener(limit + _EXPORT_GRACE)
+        if part is not None:
+            _participant.leave(part)
+            if part.stream.fallback_count:
+                n = part.stream.fallback_count
                 sys.stderr.write(
-                    f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
-                    "killed it.\n"
+                    f"mptrace: {n} event{'' if n == 1 else 's'} of this process "
+                    "went to its stderr, not to the exporters.\n"
                 )
-                self._kill_listener()
         with _lock:
-            if part is not None and _participation is part:
-                part.leave()
-                _participation = None
             if _session is self:
                 _session = None
+        self._events = self._read_memory()
+        self._close_status()
         self._remove_dir()
 
-    def _kill_listener(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+    def _wait_listener(self, bound: float) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            proc.wait(bound)
+        except subprocess.TimeoutExpired:
+            sys.stderr.write(
+                f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
+                "killed it.\n"
+            )
+            _launch.kill(proc)
+
+    def _close_status(self) -> None:
+        status, self._status = self._status, None
+        if status is not None:
+            os.close(status)
 
     def _remove_dir(self) -> None:
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self.listener_config.session_dir, ignore_errors=True)
 
     def __enter__(self) -> Session:
         return self
@@ -321,12 +220,15 @@ class Session:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "active"
-        return f"<mptrace.Session {self.service_name!r} {state} listener pid={self.listener_pid}>"
+        return (
+            f"<mptrace.Session {self.service_name!r} {state} "
+            f"listener pid={self.listener_pid}>"
+        )
 
 
 def init(
     service_name: str | None = None,
-    exporters: Iterable[str] | str = ("console",),
+    exporters: Iterable[str | SinkSpec] | str = ("console",),
     level: int | str = "INFO",
     *,
     redact: Iterable[str] | bool = True,
@@ -336,14 +238,15 @@ def init(
     sample_interval: float = 1.0,
     block_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
-) -> Session:
+) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
     Args:
         service_name: Names the program in traces; defaults to
             ``OTEL_SERVICE_NAME`` or the script's name.
         exporters: Where events go: ``"console"``, ``"jsonl:PATH"``,
-            ``"otlp"``/``"jaeger"`` (gRPC) and ``"otlp+http"``.
+            ``"memory"`` (see :meth:`Session.events`), ``"otlp"``/``"jaeger"``
+            (gRPC), ``"otlp+http"``, or a sink of your own (:mod:`mptrace.sinks`).
         level: The lowest level funnelled, for stdlib logging and structlog.
         redact: ``True`` redacts the values of secret-looking keys
             (:data:`mptrace.processors.DEFAULT_SECRET_KEYS`), an iterable of key
@@ -368,51 +271,42 @@ def init(
     global _session
     if _in_child():
         return JoinedSession()
-    procs = check_processors(processors)
-    redact_keys = _redact_keys(redact)
     listener_config = ListenerConfig(
         service_name=service_name or default_service_name(),
         exporters=parse_exporters(exporters),
-        processors=procs,
+        processors=check_processors(processors),
         owner_pid=os.getpid(),
         shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
     )
-    level_no = parse_level(level)
-    block = parse_timeout("block_timeout", block_timeout)
+    child_config = ChildConfig(
+        address="",
+        authkey=secrets.token_bytes(32),
+        level=parse_level(level),
+        block_timeout=parse_timeout("block_timeout", block_timeout),
+        structlog=bool(structlog),
+        session_id=str(uuid.uuid4()),
+        redact_keys=redact_keys(redact),
+        tracing=bool(tracing),
+        service_name=listener_config.service_name,
+        sample_interval=parse_timeout("sample_interval", sample_interval),
+    )
     with _lock:
         if _session is not None and _session.active and _session.owner_pid == os.getpid():
             raise MptraceError(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
             )
-        session = Session(
-            listener_config,
-            level_no,
-            block,
-            structlog,
-            redact_keys,
-            tracing=bool(tracing),
-            sample_interval=parse_timeout("sample_interval", sample_interval),
-        )
-        session.start()
+        folder = _launch.make_dir()
+        listener_config.session_dir = folder
+        address = os.path.join(folder, "funnel.sock")
+        session = Session(listener_config, dataclasses.replace(child_config, address=address))
+        try:
+            session.start()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         _session = session
     return session
-
-
-def _redact_keys(redact: object) -> tuple[str, ...] | None:
-    if redact is True:
-        return DEFAULT_SECRET_KEYS
-    if redact is False or redact is None:
-        return None
-    if isinstance(redact, str) or not isinstance(redact, Iterable):
-        raise ConfigurationError(
-            "redact= takes True (the default secret keys), False (no redaction) "
-            "or a sequence of key names such as ('password', 'ssn')."
-        )
-    keys = tuple(redact)
-    if not all(isinstance(k, str) and k for k in keys):
-        raise ConfigurationError("redact= key names must be non-empty strings.")
-    return keys
 
 
 def _in_child() -> bool:

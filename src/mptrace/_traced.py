@@ -2,8 +2,9 @@
 
 The decorator starts a span with mptrace's tracer (see ``_tracing.get_tracer``)
 around each call, makes it current while the function's own code runs, and
-ends it with ``_tracing._end_with``, which records an exception and sets the
-ERROR status. Functions, generator functions, coroutine functions and async
+ends it, recording an exception and setting the ERROR status: all through
+``_tracing.run_in_span`` / ``step_in_span``, the one way mptrace runs code in
+a span, which pool tasks use too. Functions, generator functions, coroutine functions and async
 generator functions each get their own wrapper. With no provider recording,
 no span is made.
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Iterator, TypeVar, overload
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, overload
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN
 
 from ._plain import safe_repr
-from ._tracing import _end_with, get_tracer
+from ._tracing import end_span, get_tracer, run_in_span, step_in_span
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +47,7 @@ def _args_attributes(signature: inspect.Signature | None, args: tuple, kwargs: d
 
 
 class _SpanSettings:
-    __slots__ = ("name", "attributes", "record_args", "signature")
+    __slots__ = ("attributes", "name", "record_args", "signature")
 
     def __init__(self, func: Callable[..., Any], name: str | None, attributes: Any, record_args: bool) -> None:
         self.name = name or getattr(func, "__qualname__", None) or safe_repr(func)
@@ -74,17 +75,7 @@ def _wrap_sync(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..
         tracer = get_tracer()
         if tracer is None:
             return func(*args, **kwargs)
-        span = settings.start(tracer, args, kwargs)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            _end_with(span, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        _end_with(span, None)
-        return result
+        return run_in_span(settings.start(tracer, args, kwargs), func, *args, **kwargs)
 
     return traced_call
 
@@ -96,18 +87,38 @@ def _wrap_coroutine(func: Callable[..., Any], settings: _SpanSettings) -> Callab
         if tracer is None:
             return await func(*args, **kwargs)
         span = settings.start(tracer, args, kwargs)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            result = await func(*args, **kwargs)
-        except BaseException as exc:
-            _end_with(span, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        _end_with(span, None)
+        # The span is current for each step of the coroutine: its own code only.
+        coro = func(*args, **kwargs)
+        result = await _Stepped(span, coro)
+        end_span(span, None)
         return result
 
     return traced_call
+
+
+class _Stepped:
+    """Awaits *coro* with *span* current in each of its steps."""
+
+    __slots__ = ("coro", "span")
+
+    def __init__(self, span: Any, coro: Any) -> None:
+        self.span = span
+        self.coro = coro
+
+    def __await__(self) -> Any:
+        coro, span = self.coro, self.span
+        step: Callable[[], Any] = functools.partial(coro.send, None)
+        while True:
+            try:
+                item = step_in_span(span, step)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                sent = yield item
+            except BaseException as exc:
+                step = functools.partial(coro.throw, exc)
+            else:
+                step = functools.partial(coro.send, sent)
 
 
 def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
@@ -117,28 +128,21 @@ def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callab
         if tracer is None:
             return (yield from func(*args, **kwargs))
         span = settings.start(tracer, args, kwargs)
-        span_ctx = trace.set_span_in_context(span)
         gen = func(*args, **kwargs)
         # The span is current only while the generator's own code runs, never
         # in the caller between two items.
         step: Callable[[], Any] = functools.partial(gen.send, None)
         while True:
-            token = otel_context.attach(span_ctx)
             try:
-                item = step()
+                item = step_in_span(span, step)
             except StopIteration as stop:
-                _end_with(span, None)
+                end_span(span, None)
                 return stop.value
-            except BaseException as exc:
-                _end_with(span, exc)
-                raise
-            finally:
-                otel_context.detach(token)
             try:
                 sent = yield item
             except GeneratorExit:
                 gen.close()
-                _end_with(span, None)
+                end_span(span, None)
                 raise
             except BaseException as exc:
                 step = functools.partial(gen.throw, exc)
@@ -148,31 +152,28 @@ def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callab
     return traced_call
 
 
-def _wrap_async_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
+def _wrap_async_generator(
+    func: Callable[..., Any], settings: _SpanSettings
+) -> Callable[..., Any]:
     @functools.wraps(func)
     async def traced_call(*args: Any, **kwargs: Any) -> Any:
         tracer = get_tracer()
-        span = settings.start(tracer, args, kwargs) if tracer is not None else trace.INVALID_SPAN
-        span_ctx = trace.set_span_in_context(span)
+        span = (
+            settings.start(tracer, args, kwargs) if tracer is not None else INVALID_SPAN
+        )
         agen = func(*args, **kwargs)
         step: Callable[[], Any] = functools.partial(agen.asend, None)
         while True:
-            token = otel_context.attach(span_ctx)
             try:
-                item = await step()
+                item = await _Stepped(span, step())
             except StopAsyncIteration:
-                _end_with(span, None)
+                end_span(span, None)
                 return
-            except BaseException as exc:
-                _end_with(span, exc)
-                raise
-            finally:
-                otel_context.detach(token)
             try:
                 sent = yield item
             except GeneratorExit:
                 await agen.aclose()
-                _end_with(span, None)
+                end_span(span, None)
                 raise
             except BaseException as exc:
                 step = functools.partial(agen.athrow, exc)

@@ -1,192 +1,38 @@
-"""Spans in every participating process, sent to the listener as plain dicts.
+"""Spans: mptrace's tracer, context across processes, and running code in a span.
 
-Each participating process has an OpenTelemetry SDK ``TracerProvider`` (the
-user's own, if one is set) with :class:`FunnelSpanProcessor`: when a span
-ends, it becomes a plain dict on the process's stream before ``end()``
-returns, so a child that then dies has lost nothing. Children never batch and
-never talk to a collector; the listener does.
+Spans are made with the OpenTelemetry SDK in every participating process;
+the participant's span processor (``_sources.FunnelSpanProcessor``) sends each
+one when it ends. Context crosses processes as a W3C ``traceparent``
+carrier, with every process and with every task, so a reused pool worker
+parents each task under the span that submitted it.
 
-Context crosses processes as a W3C ``traceparent`` carrier, with every process
-and with every task, so a reused pool worker parents each task under the span
-that submitted it.
-
-The ``@mptrace.traced`` decorator, built on :func:`get_tracer` and
-``_end_with`` here, is in ``_traced.py``.
+There is one way to run code inside a span, :func:`run_in_span` (and its
+per-step form :func:`step_in_span` for generators), used by ``@traced`` and
+by pool tasks alike. It differs from the SDK's ``start_as_current_span`` in
+one point on purpose: any ``BaseException`` (``KeyboardInterrupt``,
+``SystemExit``, a task cancelled) is recorded on the span and sets ERROR,
+except the ones that end an iteration (``StopIteration``, ``GeneratorExit``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import platform
-import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ._plain import plain, safe_repr
+from . import _participant
 
 SCOPE = "mptrace"
 _propagator = TraceContextTextMapPropagator()
-
-#: The span context of this process's own process span, when a parent made one.
-process_span_context: trace.SpanContext | None = None
+_NOT_FAILURES = (GeneratorExit, StopIteration, StopAsyncIteration)
 
 
-# -- spans as plain data ---------------------------------------------------------
-
-_resource_cache: dict[tuple[int, int, str | None], dict[str, Any]] = {}
-
-
-_own_resource: Any = None
-
-
-def _resource(resource: Any) -> dict[str, Any]:
-    from ._session import current_config
-
-    config = current_config()
-    service = config.service_name if config is not None else None
-    key = (id(resource), os.getpid(), service)
-    cached = _resource_cache.get(key)
-    if cached is None:
-        cached = {k: plain(v) for k, v in resource.attributes.items()}
-        if resource is _own_resource and service:
-            # The global provider outlives sessions; each names its own service.
-            cached["service.name"] = service
-        # A forked child shares its parent's provider: say who made the span.
-        cached["process.pid"] = os.getpid()
-        cached["process.parent_pid"] = os.getppid()
-        if len(_resource_cache) > 64:
-            _resource_cache.clear()
-        _resource_cache[key] = cached
-    return cached
-
-
-def _hex(value: int, width: int) -> str:
-    return format(value, f"0{width}x")
-
-
-def span_to_plain(span: Any) -> dict[str, Any]:
-    """A finished SDK span as a plain dict (see docs/jsonl-schema.md)."""
-    ctx = span.context
-    parent = span.parent
-    scope = span.instrumentation_scope
-    status = span.status
-    return {
-        "kind": "span",
-        "name": span.name,
-        "trace_id": _hex(ctx.trace_id, 32),
-        "span_id": _hex(ctx.span_id, 16),
-        "parent_span_id": _hex(parent.span_id, 16) if parent is not None else None,
-        "span_kind": span.kind.name.lower(),
-        "start_ns": span.start_time,
-        "end_ns": span.end_time,
-        "status": status.status_code.name.lower(),
-        "status_message": status.description,
-        "attributes": {k: plain(v) for k, v in (span.attributes or {}).items()},
-        "events": [
-            {
-                "name": e.name,
-                "ts": e.timestamp,
-                "attributes": {k: plain(v) for k, v in (e.attributes or {}).items()},
-            }
-            for e in span.events
-        ],
-        "links": [
-            {
-                "trace_id": _hex(link.context.trace_id, 32),
-                "span_id": _hex(link.context.span_id, 16),
-                "attributes": {k: plain(v) for k, v in (link.attributes or {}).items()},
-            }
-            for link in span.links
-        ],
-        "scope": {
-            "name": scope.name if scope else "",
-            "version": scope.version if scope else None,
-        },
-        "resource": _resource(span.resource),
-        "process": _process_name(),
-    }
-
-
-def _process_name() -> str:
-    from ._stream import _process_name as name
-
-    return name()
-
-
-class FunnelSpanProcessor:
-    """``SpanProcessor`` that sends every ended span to the current session.
-
-    Outside a session (before ``init``, after ``shutdown``) it does nothing,
-    so it can stay on a provider that outlives sessions.
-    """
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def _on_ending(self, span: Any) -> None:  # SDK >= 1.29 calls this too
-        pass
-
-    def on_end(self, span: Any) -> None:
-        from ._session import current_stream
-
-        stream = current_stream()
-        if stream is None:
-            return
-        try:
-            event = span_to_plain(span)
-        except Exception as exc:  # never let telemetry raise into the program
-            event = {
-                "kind": "span",
-                "name": safe_repr(getattr(span, "name", "?")),
-                "mptrace_error": f"span could not be converted: {safe_repr(exc)}",
-            }
-        stream.send(event)
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True  # every span was written when it ended
-
-
-_processor = FunnelSpanProcessor()
-
-
-def install_provider(service_name: str) -> None:
-    """Make sure this process's spans reach the funnel.
-
-    With the user's own SDK provider in place, mptrace adds its processor to
-    it; otherwise it sets an SDK provider of its own as the global one.
-    """
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        if not getattr(provider, "_mptrace_processor", False):
-            provider.add_span_processor(_processor)  # type: ignore[arg-type]
-            provider._mptrace_processor = True  # type: ignore[attr-defined]
-        return
-    resource = Resource.create(
-        {
-            "service.name": service_name,
-            "process.runtime.name": platform.python_implementation(),
-            "process.runtime.version": platform.python_version(),
-            "host.name": socket.gethostname(),
-        }
-    )
-    global _own_resource
-    provider = TracerProvider(resource=resource)
-    _own_resource = provider.resource
-    provider.add_span_processor(_processor)  # type: ignore[arg-type]
-    provider._mptrace_processor = True  # type: ignore[attr-defined]
-    trace.set_tracer_provider(provider)
-
-
-# -- the tracer, or nothing ----------------------------------------------------------
+# -- the tracer, or nothing --------------------------------------------------------
 
 _cached: tuple[Any, Any] = (None, None)
 
@@ -197,9 +43,7 @@ def get_tracer() -> Any:
     provider = trace.get_tracer_provider()
     if provider is _cached[0]:
         return _cached[1]
-    if isinstance(provider, trace.ProxyTracerProvider) or isinstance(
-        provider, trace.NoOpTracerProvider
-    ):
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         tracer = None
     else:
         from . import __version__
@@ -209,7 +53,15 @@ def get_tracer() -> Any:
     return tracer
 
 
-# -- context across processes -----------------------------------------------------------
+def session_tracer() -> Any:
+    """The tracer when this process is in a session with tracing on, else None."""
+    part = _participant.current()
+    if part is None or not part.config.tracing:
+        return None
+    return get_tracer()
+
+
+# -- context across processes -----------------------------------------------------
 
 
 def carrier(span: Any = None) -> dict[str, str]:
@@ -218,6 +70,11 @@ def carrier(span: Any = None) -> dict[str, str]:
     out: dict[str, str] = {}
     _propagator.inject(out, context=ctx)
     return out
+
+
+def context_of(carrier: dict[str, str] | None) -> Any:
+    """The OpenTelemetry context a carrier describes (None for no carrier)."""
+    return _propagator.extract(carrier) if carrier else None
 
 
 def attach(carrier: dict[str, str] | None) -> object | None:
@@ -239,56 +96,58 @@ def span_context_of(carrier: dict[str, str] | None) -> trace.SpanContext | None:
     return ctx if ctx.is_valid else None
 
 
-# -- logs inside spans ----------------------------------------------------------------
+# -- running code in a span ----------------------------------------------------------
 
 
-_last_ids: tuple[Any, str, str] = (None, "", "")
-
-
-def add_trace_context(event: dict[str, Any]) -> None:
-    """Tie a log event to the current span, and the span to the log event."""
-    global _last_ids
-    span = trace.get_current_span()
-    if span is _last_ids[0]:  # the same span as last time: its ids are known
-        _, trace_hex, span_hex = _last_ids
-    else:
-        ctx = span.get_span_context()
-        if not ctx.is_valid:
-            return
-        trace_hex, span_hex = _hex(ctx.trace_id, 32), _hex(ctx.span_id, 16)
-        _last_ids = (span, trace_hex, span_hex)
-    event["trace_id"] = trace_hex
-    event["span_id"] = span_hex
-    if span.is_recording():
-        attributes = {
-            "log.message": event.get("event", ""),
-            "log.level": event.get("level", ""),
-            "log.logger": event.get("logger", ""),
-        }
-        exc = event.get("exc")
-        if exc:
-            attributes["exception.type"] = exc.get("type", "")
-            attributes["exception.message"] = exc.get("message", "")
-        span.add_event("log", attributes)
-
-
-# -- ending spans ------------------------------------------------------------------------
-
-
-def _end_with(span: Any, exc: BaseException | None) -> None:
-    if exc is not None and not isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration)):
+def end_span(span: Any, exc: BaseException | None) -> None:
+    """End *span*; an exception (but not the end of an iteration) is an error."""
+    if exc is not None and not isinstance(exc, _NOT_FAILURES):
         span.record_exception(exc)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.set_status(
+            trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+        )
     span.end()
 
 
-# -- pool tasks --------------------------------------------------------------------------
+def step_in_span(span: Any, step: Callable[[], Any]) -> Any:
+    """Run *step* with *span* current; if it fails, end the span with that.
+
+    The end of an iteration passes through: the caller ends the span then.
+    """
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        return step()
+    except _NOT_FAILURES:
+        raise
+    except BaseException as exc:
+        end_span(span, exc)
+        raise
+    finally:
+        otel_context.detach(token)
+
+
+def run_in_span(span: Any, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call *func* with *span* current, and end the span however it ends."""
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as exc:
+        end_span(span, exc)
+        raise
+    finally:
+        otel_context.detach(token)
+    end_span(span, None)
+    return result
+
+
+# -- pool tasks --------------------------------------------------------------------
+
+_task_log = logging.getLogger("mptrace.task")
 
 
 def _run_task(
     func: Callable[..., Any],
     args: tuple[Any, ...],
-    kwargs: dict[str, Any],
     carrier: dict[str, str],
     name: str,
     items: int,
@@ -296,35 +155,29 @@ def _run_task(
     """Call *func* as one task: a span under *carrier*'s, linked to this worker."""
     tracer = get_tracer()
     if tracer is None:
-        return func(*args, **kwargs)
-    token = attach(carrier)
-    try:
-        links = []
-        if process_span_context is not None:
-            links.append(trace.Link(process_span_context, {"mptrace.link": "worker process"}))
-        span = tracer.start_span(
-            name,
-            links=links,
-            attributes={"mptrace.span": "task", "mptrace.task.items": items, "process.pid": os.getpid()},
-        )
-        inner = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            if isinstance(exc, Exception):  # logged inside the task's span
-                import logging
+        return func(*args)
+    part = _participant.current()
+    own = part.process_span_context if part is not None else None
+    links = [trace.Link(own, {"mptrace.link": "worker process"})] if own else []
+    span = tracer.start_span(
+        name,
+        context=context_of(carrier),
+        links=links,
+        attributes={
+            "mptrace.span": "task",
+            "mptrace.task.items": items,
+            "process.pid": os.getpid(),
+        },
+    )
+    return run_in_span(span, _logging_failure, name, func, *args)
 
-                logging.getLogger("mptrace.task").error(
-                    "%s raised %s", name, type(exc).__name__, exc_info=True
-                )
-            _end_with(span, exc)
-            raise
-        finally:
-            otel_context.detach(inner)
-        _end_with(span, None)
-        return result
-    finally:
-        detach(token)
+
+def _logging_failure(name: str, func: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return func(*args)
+    except Exception as exc:  # logged inside the task's span
+        _task_log.error("%s raised %s", name, type(exc).__name__, exc_info=True)
+        raise
 
 
 class TaskCall:
@@ -335,18 +188,25 @@ class TaskCall:
     process span.
     """
 
-    __slots__ = ("func", "carrier", "name")
+    __slots__ = ("carrier", "func", "name")
 
-    def __init__(self, func: Callable[..., Any], carrier: dict[str, str], name: str | None = None) -> None:
+    def __init__(
+        self, func: Callable[..., Any], carrier: dict[str, str], name: str | None = None
+    ) -> None:
         self.func = func
         self.carrier = carrier
-        self.name = name or f"task {_qualname(func)}"
+        self.name = name or f"task {qualname(func)}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (TaskCall, (self.func, self.carrier, self.name))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _run_task(self.func, args, kwargs, self.carrier, self.name, 1)
+        call = self.func if not kwargs else _with_kwargs(self.func, kwargs)
+        return _run_task(call, args, self.carrier, self.name, 1)
+
+
+def _with_kwargs(func: Callable[..., Any], kwargs: dict[str, Any]) -> Callable[..., Any]:
+    return lambda *args: func(*args, **kwargs)
 
 
 class ChunkCall:
@@ -358,9 +218,11 @@ class ChunkCall:
     exception of the item that failed. ``chunksize=1`` gives a span per item.
     """
 
-    __slots__ = ("mapper", "carrier", "name")
+    __slots__ = ("carrier", "mapper", "name")
 
-    def __init__(self, mapper: Callable[..., Any], carrier: dict[str, str], name: str) -> None:
+    def __init__(
+        self, mapper: Callable[..., Any], carrier: dict[str, str], name: str
+    ) -> None:
         self.mapper = mapper
         self.carrier = carrier
         self.name = name
@@ -371,10 +233,11 @@ class ChunkCall:
     def __call__(self, args: tuple[Any, Any]) -> Any:
         chunk = args[1]
         items = len(chunk) if hasattr(chunk, "__len__") else 1
-        return _run_task(self.mapper, (args,), {}, self.carrier, self.name, items)
+        return _run_task(self.mapper, (args,), self.carrier, self.name, items)
 
 
-def _qualname(func: Any) -> str:
+def qualname(func: Any) -> str:
+    """``module.qualname`` of a function, as span names show it."""
     module = getattr(func, "__module__", None)
     name = getattr(func, "__qualname__", None) or type(func).__qualname__
     return f"{module}.{name}" if module and module != "builtins" else name

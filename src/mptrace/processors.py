@@ -9,9 +9,10 @@ defined in an importable module, not in ``__main__``.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from ._wire import STRUCTURE_KEYS
+from ._events import STRUCTURE_KEYS
 
 __all__ = ["DEFAULT_SECRET_KEYS", "Redact"]
 
@@ -50,7 +51,7 @@ class Redact:
     {'event': 'login', 'password': '[redacted]'}
     """
 
-    __slots__ = ("keys", "placeholder", "_cache")
+    __slots__ = ("_cache", "keys", "placeholder")
 
     def __init__(
         self, keys: Iterable[str] = DEFAULT_SECRET_KEYS, placeholder: str = "[redacted]"

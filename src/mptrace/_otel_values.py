@@ -1,13 +1,13 @@
-"""Event dicts into OpenTelemetry SDK objects, for the OTLP exporter.
+"""Plain values into OpenTelemetry values, for sinks that hand events to the SDK.
 
-The listener's events are plain dicts (see docs/jsonl-schema.md);
-``SpanBuilder`` rebuilds a ``span`` event as the SDK's ``ReadableSpan`` and
-``LogBuilder`` a ``log`` event as the installed SDK's log record, ready for
-``OTLPSpanExporter`` / ``OTLPLogExporter``. Values OTLP cannot hold are made to
+``_events.span_from_dict`` rebuilds a ``span`` event as the SDK's
+``ReadableSpan`` with these helpers, and ``LogBuilder`` a ``log`` event as the
+installed SDK's log record, ready for any ``SpanExporter`` / ``LogExporter``
+(OTLP's among them). Values OTLP cannot hold are made to
 fit: text with lone surrogates is escaped, integers beyond int64 and values
 other than scalars or lists of one scalar type become text, and ``None`` is
 left out. A dict that is not a well-formed event raises, and the caller
-(``_otlp.Batcher``) counts it as dropped.
+(``_batch.Batcher``) counts it as dropped.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from typing import Any
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
-    Link,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
     TraceFlags,
 )
+
+from ._events import LOG_KEYS, exception_attributes
 
 #: Distinct resources (one per process, usually) kept converted at once.
 RESOURCE_CACHE_SIZE = 1024
@@ -106,12 +106,12 @@ def _event_attributes(mapping: Any) -> BoundedAttributes:
     return BoundedAttributes(attributes=attributes(mapping), immutable=True)
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
     return _utf8(value if isinstance(value, str) else str(value))
 
 
 def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
+    return None if value is None else text(value)
 
 
 def _ns(value: Any) -> int:
@@ -160,81 +160,34 @@ _KINDS = {kind.name.lower(): kind for kind in SpanKind}
 _CODES = {code.name.lower(): code for code in StatusCode}
 
 
-def _context(trace_id: int, span_id: Any) -> SpanContext:
-    return SpanContext(
-        trace_id, _id(span_id, 64), is_remote=False, trace_flags=_SAMPLED
-    )
+def trace_id(value: Any) -> int:
+    return _id(value, 128)
 
 
-class SpanBuilder:
-    """Rebuilds an SDK ``ReadableSpan`` from a ``span`` event dict.
+def span_context(trace: int, span_id: Any) -> SpanContext:
+    return SpanContext(trace, _id(span_id, 64), is_remote=False, trace_flags=_SAMPLED)
 
-    Raises (KeyError, ValueError, TypeError, ...) for a dict that is not a
-    well-formed span; the caller counts it as dropped.
-    """
 
-    def __init__(self, resources: _Resources) -> None:
-        self.resources = resources
+def span_kind(value: Any) -> SpanKind:
+    return _KINDS.get(str(value), SpanKind.INTERNAL)
 
-    def __call__(self, event: dict[str, Any]) -> ReadableSpan:
-        trace_id = _id(event["trace_id"], 128)
-        parent_id = event.get("parent_span_id")
-        code = _CODES.get(str(event.get("status")), StatusCode.UNSET)
-        message = event.get("status_message")
-        scope = event.get("scope") or {}
-        return ReadableSpan(
-            name=_text(event["name"]),
-            context=_context(trace_id, event["span_id"]),
-            parent=_context(trace_id, parent_id) if parent_id else None,
-            resource=self.resources.get(event.get("resource")),
-            attributes=attributes(event.get("attributes")),
-            events=[
-                Event(
-                    _text(e["name"]),
-                    _event_attributes(e.get("attributes")),
-                    _ns(e["ts"]),
-                )
-                for e in event.get("events") or ()
-            ],
-            links=[
-                Link(
-                    _context(_id(link["trace_id"], 128), link["span_id"]),
-                    _event_attributes(link.get("attributes")),
-                )
-                for link in event.get("links") or ()
-            ],
-            kind=_KINDS.get(str(event.get("span_kind")), SpanKind.INTERNAL),
-            status=Status(
-                code, _text(message) if code is StatusCode.ERROR and message else None
-            ),
-            start_time=_ns(event["start_ns"]),
-            end_time=_ns(event["end_ns"]),
-            instrumentation_scope=_scope(
-                _text(scope.get("name") or ""), _optional_text(scope.get("version"))
-            ),
-        )
+
+def status(code_name: Any, message: Any) -> Status:
+    code = _CODES.get(str(code_name), StatusCode.UNSET)
+    return Status(code, text(message) if code is StatusCode.ERROR and message else None)
+
+
+def scope(name: Any, version: Any) -> InstrumentationScope:
+    return _scope(text(name or ""), _optional_text(version))
+
+
+timestamp = _ns
+event_attributes = _event_attributes
+otel_attributes = attributes
 
 
 # -- log records ---------------------------------------------------------------
 
-#: Keys of a log event that are not extra fields.
-_LOG_KEYS = frozenset(
-    (
-        "kind",
-        "ts",
-        "level",
-        "logger",
-        "event",
-        "pid",
-        "ppid",
-        "process",
-        "seq",
-        "exc",
-        "stack",
-        "trace_id",
-        "span_id",
-    )
-)
 _SEVERITIES = {
     "trace": SeverityNumber.TRACE,
     "debug": SeverityNumber.DEBUG,
@@ -295,7 +248,7 @@ class LogBuilder:
 
     @staticmethod
     def _attributes(event: dict[str, Any]) -> dict[str, Any]:
-        extra = attributes({k: v for k, v in event.items() if k not in _LOG_KEYS})
+        extra = attributes({k: v for k, v in event.items() if k not in LOG_KEYS})
         extra.update(
             attributes(
                 {
@@ -306,17 +259,7 @@ class LogBuilder:
                 }
             )
         )
-        exc = event.get("exc")
-        if isinstance(exc, dict):
-            extra.update(
-                attributes(
-                    {
-                        "exception.type": exc.get("type"),
-                        "exception.message": exc.get("message"),
-                        "exception.stacktrace": exc.get("traceback"),
-                    }
-                )
-            )
+        extra.update(attributes(exception_attributes(event.get("exc"))))
         return extra
 
     @staticmethod
@@ -336,12 +279,12 @@ class LogBuilder:
         ts = event.get("ts")
         return self.make(
             self.resource,
-            _scope(_text(event.get("logger") or ""), None),
+            _scope(text(event.get("logger") or ""), None),
             timestamp=_ns(ts) if ts is not None else None,
             observed_timestamp=time.time_ns(),
             severity_text=level.upper() or None,
             severity_number=_SEVERITIES.get(level.lower(), SeverityNumber.UNSPECIFIED),
-            body=_text(event.get("event", "")),
+            body=text(event.get("event", "")),
             attributes=self._attributes(event),
             **self._trace(event),
         )

@@ -1,0 +1,116 @@
+"""Starting the listener process: its socket, its interpreter, its first answer.
+
+``init()`` binds the session's ``AF_UNIX`` socket in a private 0700 folder,
+then starts ``python -c ...`` with the listening socket and a status pipe as
+inherited descriptors and its configuration on stdin (the key is never on a
+command line). A fresh interpreter is what the spawn start method gives,
+without its one surprise: spawn re-imports the program's ``__main__``, and a
+script whose ``init()`` is not under a main guard would start listeners
+without end. The listener answers ``ok`` on the status pipe, or why not.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+
+from ._config import ChildConfig, ListenerConfig
+from .exceptions import ConfigurationError, ListenerError
+
+#: Seconds ``init`` waits for the listener to say it is ready.
+LISTENER_START_TIMEOUT = 60.0
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_dir() -> str:
+    """A new private folder for one session (mode 0700)."""
+    base = tempfile.gettempdir()
+    if len(base) > 60:  # AF_UNIX paths are limited to ~100 bytes
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="mptrace-", dir=base)
+
+
+def start_listener(
+    cfg: ListenerConfig, child: ChildConfig
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the listener; return it and the read end of its status pipe.
+
+    Raises ListenerError (or ConfigurationError, for a sink it cannot build)
+    when it does not start; nothing is left running then.
+    """
+    lsock = _bind(child.address)
+    status_r, status_w = os.pipe()
+    try:
+        proc = _spawn(cfg, child.authkey, lsock, status_w)
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        lsock.close()
+        os.close(status_w)
+    try:
+        _await(status_r)
+    except BaseException:
+        kill(proc)
+        os.close(status_r)
+        raise
+    return proc, status_r
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _bind(path: str) -> socket.socket:
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(path)
+    os.chmod(path, 0o600)
+    lsock.listen(1024)
+    return lsock
+
+
+def _spawn(
+    cfg: ListenerConfig, authkey: bytes, lsock: socket.socket, status_w: int
+) -> subprocess.Popen[bytes]:
+    inner = pickle.dumps((cfg, authkey))
+    payload = pickle.dumps((list(sys.path), inner))
+    code = (
+        f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+        "from mptrace._listener import bootstrap; bootstrap()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(lsock.fileno()), str(status_w)],
+        stdin=subprocess.PIPE,
+        pass_fds=(lsock.fileno(), status_w),
+        close_fds=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(payload)
+    proc.stdin.close()
+    return proc
+
+
+def _await(status_r: int) -> None:
+    answer = b""
+    ready = True
+    while not answer.endswith(b"\n"):
+        ready = bool(select.select([status_r], [], [], LISTENER_START_TIMEOUT)[0])
+        chunk = os.read(status_r, 65536) if ready else b""
+        if not chunk:
+            break
+        answer += chunk
+    if answer == b"ok\n":
+        return
+    why = answer.decode("utf-8", "replace") or "it said nothing"
+    if why.startswith("config:"):
+        raise ConfigurationError(why.partition(": ")[2] or why)
+    if not ready:
+        why = f"it did not answer within {LISTENER_START_TIMEOUT:.0f} s"
+    raise ListenerError(f"The mptrace listener process did not start: {why}")

@@ -1,0 +1,309 @@
+"""The sink registry, and the sinks that need no network: console, JSON lines, memory.
+
+One table maps each exporter name to two functions: ``check`` runs in the
+program at ``init()`` and turns what the user wrote into a
+:class:`~mptrace.sinks.SinkSpec` (or raises ConfigurationError); ``build``
+runs in the listener and makes the sink. ``init()``'s argument checking and
+the listener both go through this table, so a name is valid in one exactly
+when it is in the other. A name with a ``:`` whose left side is not in the
+table is a user's ``package.module:Class``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._events import Event, to_json
+from .exceptions import ConfigurationError
+from .sinks import SinkSpec
+
+if TYPE_CHECKING:
+    from ._config import ListenerConfig
+
+EXPORTER_HELP = (
+    "Valid exporters are 'console', 'jsonl:PATH', 'memory', 'otlp' (gRPC), "
+    "'otlp+http', 'jaeger' (OTLP over gRPC to Jaeger; spans only), and your own "
+    "sink class as 'package.module:Class' or mptrace.sinks.sink(Class, ...); "
+    "'otlp', 'otlp+http' and 'jaeger' take an optional endpoint after a colon, "
+    "as in 'otlp:http://host:4317'."
+)
+
+
+@dataclass(frozen=True)
+class SinkType:
+    check: Callable[[str, str | None], SinkSpec]
+    build: Callable[[SinkSpec, ListenerConfig], Any]
+
+
+# -- console ------------------------------------------------------------------
+
+
+class ConsoleSink:
+    """Renders events on the listener's stderr (the program's terminal).
+
+    A log event as it was written, a finished span and a lifecycle transition
+    as one line each, and at the end the table of every process.
+    """
+
+    name = "console"
+    dropped = 0
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        from ._render import (
+            LifecycleRenderer,
+            make_console_renderer,
+            make_span_renderer,
+            use_colours,
+        )
+
+        self.stream = stream or sys.stderr
+        self.colours = use_colours(self.stream)
+        self.renderers: dict[str, Callable[[Event], str | None]] = {
+            "log": make_console_renderer(self.colours),
+            "span": make_span_renderer(self.colours),
+            "lifecycle": LifecycleRenderer(self.colours),
+        }
+
+    def export(self, events: Sequence[Event]) -> None:
+        for event in events:
+            render = self.renderers.get(event.get("kind", "log"))
+            line = render(event) if render is not None else None
+            if line is not None:
+                self._write(line + "\n")
+
+    def summary(self, rows: list[dict[str, Any]]) -> None:
+        """Print the table of every process (see ``_render.format_summary``)."""
+        from ._render import format_summary
+
+        if rows:
+            self._write(format_summary(rows, self.colours) + "\n")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "backslashreplace")
+            self.stream.flush()
+            self.stream.buffer.write(data)  # type: ignore[attr-defined]
+
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.force_flush(timeout)
+
+
+# -- JSON lines and memory ----------------------------------------------------
+
+
+class JsonlSink:
+    """Appends one JSON object per event to a file.
+
+    Events that arrived encoded are written as they came. Strings with lone
+    surrogates are written with ``\\udcXX`` escapes, which JSON reads back as
+    the same string: the file is always valid UTF-8.
+    """
+
+    dropped = 0
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name = f"jsonl ({path})"
+        self.file = open(path, "ab", buffering=1024 * 1024)
+
+    def export_raw(self, lines: Sequence[bytes]) -> None:
+        self.file.write(b"\n".join(lines) + b"\n")
+
+    def export(self, events: Sequence[Event]) -> None:
+        self.export_raw([to_json(e) for e in events])
+
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        self.file.flush()
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            self.file.close()
+
+
+MEMORY_FILE = "memory.jsonl"
+
+
+def memory_path(session_dir: str) -> str:
+    """Where the ``memory`` sink keeps a session's events for its owner."""
+    return os.path.join(session_dir, MEMORY_FILE)
+
+
+# -- user sinks ---------------------------------------------------------------
+
+
+def _import(name: str) -> Any:
+    module_name, _, attr = name.partition(":")
+    if module_name == "__main__":
+        raise ConfigurationError(
+            f"The sink {name!r} is defined in __main__, which the listener process "
+            "cannot import; define it in an importable module."
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"Unknown exporter {name!r}: {exc}. {EXPORTER_HELP}"
+        ) from None
+    if not callable(obj):
+        raise ConfigurationError(f"The sink {name!r} is not a class or a callable.")
+    return obj
+
+
+def _check_user(spec: SinkSpec) -> SinkSpec:
+    _import(spec.name)
+    try:
+        pickle.loads(pickle.dumps((spec.args, spec.kwargs)))
+    except Exception as exc:
+        raise ConfigurationError(
+            f"The arguments of the sink {spec.name!r} cannot be sent to the listener "
+            f"process ({exc}); use plain values."
+        ) from None
+    return spec
+
+
+class GuardedSink:
+    """A user's sink with every optional method filled in."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.export = inner.export
+        raw = getattr(inner, "export_raw", None)
+        if callable(raw):
+            self.export_raw = raw
+
+    @property
+    def dropped(self) -> int:
+        value = getattr(self.inner, "dropped", 0)
+        return value if isinstance(value, int) else 0
+
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        flush = getattr(self.inner, "force_flush", None)
+        return bool(flush(timeout)) if callable(flush) else True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        stop = getattr(self.inner, "shutdown", None)
+        if callable(stop):
+            stop(timeout)
+
+    def summary(self, rows: list[dict[str, Any]]) -> None:
+        summary = getattr(self.inner, "summary", None)
+        if callable(summary):
+            summary(rows)
+
+
+def build_user(spec: SinkSpec, cfg: ListenerConfig) -> Any:
+    """Build a user's sink; an OpenTelemetry exporter gets the SDK adapter."""
+    obj = _import(spec.name)(*spec.args, **spec.kwargs)
+    from ._otlp import sdk_sink_for
+
+    adapted = sdk_sink_for(obj, spec.name, cfg)
+    if adapted is not None:
+        return adapted
+    if not callable(getattr(obj, "export", None)):
+        raise ConfigurationError(
+            f"The sink {spec.name!r} has no export(events) method; a sink takes "
+            "batches of events through export(), see mptrace.sinks."
+        )
+    return GuardedSink(obj, spec.name)
+
+
+# -- the registry -------------------------------------------------------------
+
+
+def _no_target(name: str, target: str | None) -> SinkSpec:
+    if target:
+        raise ConfigurationError(
+            f"The exporter {name!r} takes no target, not {target!r}. {EXPORTER_HELP}"
+        )
+    return SinkSpec(name)
+
+
+def _jsonl_path(name: str, target: str | None) -> SinkSpec:
+    if not target:
+        raise ConfigurationError(
+            "The exporter 'jsonl' needs a file path, as in 'jsonl:run.jsonl'."
+        )
+    path = os.path.abspath(os.path.expanduser(target))
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ConfigurationError(
+            f"The folder of the JSON-lines file {target!r} does not exist; "
+            "give a path in an existing folder."
+        )
+    if os.path.isdir(path):
+        raise ConfigurationError(
+            f"The JSON-lines path {target!r} is a folder; give a file path."
+        )
+    return SinkSpec("jsonl", path)
+
+
+def _otlp(kind: str, logs: bool = True) -> Callable[[str, str | None], SinkSpec]:
+    return lambda name, target: SinkSpec(kind, target or None, logs=logs)
+
+
+def _build_otlp(spec: SinkSpec, cfg: ListenerConfig) -> Any:
+    from ._otlp import OtlpSink
+
+    return OtlpSink(spec, cfg)
+
+
+REGISTRY: dict[str, SinkType] = {
+    "console": SinkType(_no_target, lambda spec, cfg: ConsoleSink()),
+    "jsonl": SinkType(_jsonl_path, lambda spec, cfg: JsonlSink(str(spec.target))),
+    "memory": SinkType(
+        _no_target, lambda spec, cfg: JsonlSink(memory_path(cfg.session_dir))
+    ),
+    "otlp": SinkType(_otlp("otlp"), _build_otlp),
+    "otlp+grpc": SinkType(_otlp("otlp"), _build_otlp),
+    "otlp+http": SinkType(_otlp("otlp+http"), _build_otlp),
+    "jaeger": SinkType(_otlp("otlp", logs=False), _build_otlp),
+    "jaeger+http": SinkType(_otlp("otlp+http", logs=False), _build_otlp),
+}
+
+
+def check(spec: object) -> SinkSpec:
+    """What ``init()`` makes of one item of ``exporters=``; raises ConfigurationError."""
+    if isinstance(spec, SinkSpec):
+        return _check_user(spec) if spec.name not in REGISTRY else spec
+    if isinstance(spec, type):
+        return _check_user(SinkSpec(f"{spec.__module__}:{spec.__qualname__}"))
+    if not isinstance(spec, str):
+        raise ConfigurationError(
+            f"An exporter is named by a string, not {type(spec).__name__}. "
+            f"{EXPORTER_HELP}"
+        )
+    name, _, target = spec.partition(":")
+    key = name.strip().lower()
+    entry = REGISTRY.get(key)
+    if entry is not None:
+        return entry.check(key, target)
+    if target and name.replace(".", "").replace("_", "").isalnum():
+        return _check_user(SinkSpec(spec))
+    raise ConfigurationError(f"Unknown exporter {spec!r}. {EXPORTER_HELP}")
+
+
+def build(spec: SinkSpec, cfg: ListenerConfig) -> Any:
+    """Make the sink *spec* names, in the listener."""
+    entry = REGISTRY.get(spec.name)
+    if entry is None:
+        return build_user(spec, cfg)
+    return entry.build(spec, cfg)
