@@ -7,7 +7,7 @@ import os
 import platform
 import shlex
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def positive_int(text: str) -> int:

@@ -48,11 +48,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+
+from _common import positive_int, print_header, print_targets
 
 import mptrace
-from _common import positive_int, print_header, print_targets
 
 LOGGER = "bench"
 WARMUP_CALLS = 200
@@ -398,9 +400,9 @@ def targets(results: Results) -> list[tuple[bool, str]]:
         for n in (2, 8)
         for r in results.throughput[n, "mptrace"]
     )
-    cost_ratio = results.best_cost("mptrace").median_us / results.best_cost(
-        "stdlib"
-    ).median_us
+    cost_ratio = (
+        results.best_cost("mptrace").median_us / results.best_cost("stdlib").median_us
+    )
     return [
         (
             speedup >= TARGET_SPEEDUP,

@@ -57,13 +57,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import psutil
+from _common import positive_int, print_header, print_targets
 
 import mptrace
-from _common import positive_int, print_header, print_targets
 
 PROCESSES = 2
 #: The longest one pool.map may take before the run is abandoned as hung.
@@ -507,7 +508,11 @@ def targets(results: Results, works: list[Workload]) -> list[tuple[bool, str]]:
 
 
 def report(results: Results, works: list[Workload], args: argparse.Namespace) -> None:
-    print_header("mptrace pool overhead benchmark", "benchmarks/pool_overhead.py", f"{args.start_method}; {PROCESSES} worker processes")
+    print_header(
+        "mptrace pool overhead benchmark",
+        "benchmarks/pool_overhead.py",
+        f"{args.start_method}; {PROCESSES} worker processes",
+    )
     print(
         f"- best of {args.repeat} runs; pool.map from submission to the last result; "
         "traced cost per task = (mptrace − plain) ÷ tasks, wall time; extra CPU "

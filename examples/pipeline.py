@@ -49,8 +49,12 @@ def transform(batch: int, items: list[int]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--exporter", action="append", help="console (default) or jsonl:PATH")
-    parser.add_argument("--start-method", default=None, choices=["fork", "spawn", "forkserver"])
+    parser.add_argument(
+        "--exporter", action="append", help="console (default) or jsonl:PATH"
+    )
+    parser.add_argument(
+        "--start-method", default=None, choices=["fork", "spawn", "forkserver"]
+    )
     parser.add_argument("--batches", type=int, default=5)
     args = parser.parse_args()
 
@@ -58,7 +62,10 @@ def main() -> int:
         ctx = mptrace.get_context(args.start_method)
         log.info("pipeline starting", extra={"start_method": ctx.get_start_method()})
         queue = ctx.Queue()
-        fetchers = [ctx.Process(target=fetch, args=(b, queue), name=f"fetch-{b}") for b in range(args.batches)]
+        fetchers = [
+            ctx.Process(target=fetch, args=(b, queue), name=f"fetch-{b}")
+            for b in range(args.batches)
+        ]
         for p in fetchers:
             p.start()
         batches = [queue.get(timeout=60) for _ in fetchers]

@@ -7,14 +7,19 @@ import logging
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import mptrace
 
-START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+START_METHODS = [
+    m
+    for m in ("fork", "spawn", "forkserver")
+    if m in multiprocessing.get_all_start_methods()
+]
 
 
 @pytest.fixture(params=START_METHODS)
@@ -53,7 +58,8 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
 def logs_of(events: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
     """The log events whose fields equal every item of *match*."""
     return [
-        e for e in events
+        e
+        for e in events
         if e.get("kind") == "log" and all(e.get(k) == v for k, v in match.items())
     ]
 

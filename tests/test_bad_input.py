@@ -24,8 +24,8 @@ from conftest import logs_of, read_jsonl
 from workers import bad_input_cases, bad_input_run
 
 import mptrace
-from mptrace._sources import FunnelHandler
 from mptrace._plain import MAX_VALUE_CHARS
+from mptrace._sources import FunnelHandler
 
 HUGE = 16 * 1024 * 1024
 WHO = ["child", "parent"]
@@ -71,7 +71,12 @@ def run_cases(method: str, folder: Path) -> Run:
     finally:
         session.shutdown()
     raw = path.read_bytes()
-    return Run(read_jsonl(path), raw, {"child": child.pid, "parent": os.getpid()}, child.exitcode)
+    return Run(
+        read_jsonl(path),
+        raw,
+        {"child": child.pid, "parent": os.getpid()},
+        child.exitcode,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +85,14 @@ def _runs() -> dict[str, Run]:
 
 
 @pytest.fixture
-def run(start_method: str, _runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory) -> Run:
+def run(
+    start_method: str, _runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory
+) -> Run:
     """The run of every case under *start_method*: made once, read by many tests."""
     if start_method not in _runs:
-        _runs[start_method] = run_cases(start_method, tmp_path_factory.mktemp(f"bad-{start_method}"))
+        _runs[start_method] = run_cases(
+            start_method, tmp_path_factory.mktemp(f"bad-{start_method}")
+        )
     return _runs[start_method]
 
 
@@ -104,7 +113,9 @@ def case_records(run: Run, who: str, case: str, expected: int) -> list[dict[str,
     assert len(sentinels) == 1, f"{case} in the {who}: {len(sentinels)} sentinels"
     assert sentinels[0]["logged"] == expected
     records = [r for r in mine if r["event"] != "sentinel"]
-    assert len(records) == expected, f"{case} in the {who}: {len(records)} of {expected} records"
+    assert len(records) == expected, (
+        f"{case} in the {who}: {len(records)} of {expected} records"
+    )
     assert all(r["seq"] < sentinels[0]["seq"] for r in records)
     return records
 
@@ -118,17 +129,24 @@ class TestUnformattableArguments:
         assert " gen <generator object " in rec["event"]
         assert rec["level"] == "info"
 
-    def test_args_whose_str_raises_give_a_placeholder_naming_the_failure(self, run, who):
+    def test_args_whose_str_raises_give_a_placeholder_naming_the_failure(
+        self, run, who
+    ):
         """A %s argument whose __str__ raises yields a placeholder, not a lost record."""
         (rec,) = case_records(run, who, "args_str_raises", 1)
         assert rec["event"].startswith("<unformattable message 'value %s' with args (")
         assert rec["event"].endswith(": RuntimeError: __str__ exploded>")
 
-    def test_args_whose_repr_raises_give_a_placeholder_naming_the_failure(self, run, who):
+    def test_args_whose_repr_raises_give_a_placeholder_naming_the_failure(
+        self, run, who
+    ):
         """A %r argument whose __repr__ raises: the placeholder says repr() failed and why."""
         (rec,) = case_records(run, who, "args_repr_raises", 1)
         assert rec["event"].startswith("<unformattable message 'value %r' with args ")
-        assert "<repr() of tuple object failed: RuntimeError: __repr__ exploded>" in rec["event"]
+        assert (
+            "<repr() of tuple object failed: RuntimeError: __repr__ exploded>"
+            in rec["event"]
+        )
         assert rec["event"].endswith(": RuntimeError: __repr__ exploded>")
 
 
@@ -139,7 +157,9 @@ class TestUnpicklableFields:
         (rec,) = case_records(run, who, "extra_unpicklable", 1)
         assert rec["lock"].startswith("<unlocked _thread.lock object at 0x")
         assert rec["gen"].startswith("<generator object ")
-        assert is_placeholder(rec["bad"], "repr", "BadRepr", "RuntimeError: __repr__ exploded")
+        assert is_placeholder(
+            rec["bad"], "repr", "BadRepr", "RuntimeError: __repr__ exploded"
+        )
 
     def test_structlog_values_become_their_repr_or_a_placeholder(self, run, who):
         """structlog key-values and bound values that cannot cross arrive as text."""
@@ -148,12 +168,16 @@ class TestUnpicklableFields:
         assert rec["bound_lock"].startswith("<unlocked _thread.lock object at 0x")
         assert rec["lock"].startswith("<unlocked _thread.lock object at 0x")
         assert rec["gen"].startswith("<generator object ")
-        assert is_placeholder(rec["bad"], "repr", "BadRepr", "RuntimeError: __repr__ exploded")
+        assert is_placeholder(
+            rec["bad"], "repr", "BadRepr", "RuntimeError: __repr__ exploded"
+        )
 
     def test_structlog_event_whose_str_raises_gives_a_placeholder(self, run, who):
         """A structlog event object whose __str__ raises: the event names the failure."""
         (rec,) = case_records(run, who, "structlog_event_str_raises", 1)
-        assert is_placeholder(rec["event"], "str", "BadStr", "RuntimeError: __str__ exploded")
+        assert is_placeholder(
+            rec["event"], "str", "BadStr", "RuntimeError: __str__ exploded"
+        )
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -194,7 +218,10 @@ class TestSurrogatesAndBytes:
         """Text decoded with surrogateescape re-encodes to exactly the bytes it came from."""
         for rec in case_records(run, who, "surrogates", 2):
             assert rec["escaped"] == "café \udcff\udcfe"
-            assert rec["escaped"].encode("utf-8", "surrogateescape") == b"caf\xc3\xa9 \xff\xfe"
+            assert (
+                rec["escaped"].encode("utf-8", "surrogateescape")
+                == b"caf\xc3\xa9 \xff\xfe"
+            )
 
     def test_invalid_bytes_arrive_as_their_repr(self, run, who):
         """A bytes value that is not UTF-8 arrives as its repr, not as broken text."""
@@ -231,7 +258,9 @@ class TestExceptions:
         assert rec["exc"]["type"] == "RuntimeError"
         text = rec["exc"]["traceback"]
         cause = text.index("KeyError: 'first cause'")
-        link = text.index("The above exception was the direct cause of the following exception")
+        link = text.index(
+            "The above exception was the direct cause of the following exception"
+        )
         effect = text.index("RuntimeError: second effect")
         assert cause < link < effect
 
@@ -240,11 +269,15 @@ class TestExceptions:
         (rec,) = case_records(run, who, "chain_implicit", 1)
         text = rec["exc"]["traceback"]
         first = text.index("KeyError: 'first context'")
-        link = text.index("During handling of the above exception, another exception occurred")
+        link = text.index(
+            "During handling of the above exception, another exception occurred"
+        )
         second = text.index("RuntimeError: second during handling")
         assert first < link < second
 
-    @pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups are Python 3.11+")
+    @pytest.mark.skipif(
+        sys.version_info < (3, 11), reason="exception groups are Python 3.11+"
+    )
     def test_exception_group_shows_its_members(self, run, who):
         """An ExceptionGroup's traceback lists every member, from stdlib and structlog."""
         for rec in case_records(run, who, "exception_group", 2):
@@ -284,5 +317,9 @@ class TestNothingBreaks:
         assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
         mine = logs_of(run.events, pid=run.pids[who])
         assert not [r for r in mine if "mptrace_error" in r]
-        lost = [e for e in run.events if "lost" in e or "lost from pid" in str(e.get("event"))]
+        lost = [
+            e
+            for e in run.events
+            if "lost" in e or "lost from pid" in str(e.get("event"))
+        ]
         assert not lost

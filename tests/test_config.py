@@ -61,36 +61,76 @@ def _jsonl(tmp_path: Path) -> str:
 
 # Each entry: (kwargs given to init, words the message must contain).
 MISTAKES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "unknown exporter": ({"exporters": ["syslog"]}, ("Unknown exporter 'syslog'", "'console'", "'jsonl:PATH'")),
+    "unknown exporter": (
+        {"exporters": ["syslog"]},
+        ("Unknown exporter 'syslog'", "'console'", "'jsonl:PATH'"),
+    ),
     "exporter not a string": ({"exporters": [3]}, ("not int", "'console'")),
     "exporters not iterable": ({"exporters": 3}, ("sequence of strings", "'console'")),
-    "jsonl without path": ({"exporters": ["jsonl"]}, ("needs a file path", "jsonl:run.jsonl")),
+    "jsonl without path": (
+        {"exporters": ["jsonl"]},
+        ("needs a file path", "jsonl:run.jsonl"),
+    ),
     "jsonl with empty path": ({"exporters": ["jsonl:"]}, ("needs a file path",)),
-    "jsonl in missing folder": ({"exporters": ["jsonl:/nonexistent-mptrace/x/run.jsonl"]},
-                                ("does not exist", "existing folder")),
+    "jsonl in missing folder": (
+        {"exporters": ["jsonl:/nonexistent-mptrace/x/run.jsonl"]},
+        ("does not exist", "existing folder"),
+    ),
     "jsonl is a folder": ({"exporters": ["jsonl:/tmp"]}, ("is a folder", "file path")),
-    "jsonl named twice": ({"exporters": ["jsonl:/tmp/mptrace-twice.jsonl"] * 2}, ("only once",)),
-    "level name": ({"level": "VERBOSE"}, ("Invalid level 'VERBOSE'", "DEBUG", "non-negative int")),
+    "jsonl named twice": (
+        {"exporters": ["jsonl:/tmp/mptrace-twice.jsonl"] * 2},
+        ("only once",),
+    ),
+    "level name": (
+        {"level": "VERBOSE"},
+        ("Invalid level 'VERBOSE'", "DEBUG", "non-negative int"),
+    ),
     "negative level": ({"level": -1}, ("Invalid level -1", "non-negative int")),
     "bool level": ({"level": True}, ("Invalid level True", "non-negative int")),
     "float level": ({"level": 10.0}, ("Invalid level 10.0", "non-negative int")),
     "None level": ({"level": None}, ("Invalid level None", "non-negative int")),
     "zero block_timeout": ({"block_timeout": 0}, ("block_timeout=", "greater than 0")),
-    "negative block_timeout": ({"block_timeout": -1.5}, ("block_timeout=", "greater than 0")),
-    "nan block_timeout": ({"block_timeout": float("nan")}, ("block_timeout=", "greater than 0")),
-    "string block_timeout": ({"block_timeout": "5"}, ("block_timeout=", "number of seconds")),
-    "zero shutdown_timeout": ({"shutdown_timeout": 0}, ("shutdown_timeout=", "greater than 0")),
-    "negative shutdown_timeout": ({"shutdown_timeout": -3}, ("shutdown_timeout=", "greater than 0")),
-    "bool shutdown_timeout": ({"shutdown_timeout": True}, ("shutdown_timeout=", "number of seconds")),
-    "processor function in __main__": ({"processors": [_processor_in_main]},
-                                       ("defined in __main__", "importable module")),
-    "processor instance of a __main__ class": ({"processors": [_MainProcessor()]},
-                                               ("defined in __main__", "importable module")),
+    "negative block_timeout": (
+        {"block_timeout": -1.5},
+        ("block_timeout=", "greater than 0"),
+    ),
+    "nan block_timeout": (
+        {"block_timeout": float("nan")},
+        ("block_timeout=", "greater than 0"),
+    ),
+    "string block_timeout": (
+        {"block_timeout": "5"},
+        ("block_timeout=", "number of seconds"),
+    ),
+    "zero shutdown_timeout": (
+        {"shutdown_timeout": 0},
+        ("shutdown_timeout=", "greater than 0"),
+    ),
+    "negative shutdown_timeout": (
+        {"shutdown_timeout": -3},
+        ("shutdown_timeout=", "greater than 0"),
+    ),
+    "bool shutdown_timeout": (
+        {"shutdown_timeout": True},
+        ("shutdown_timeout=", "number of seconds"),
+    ),
+    "processor function in __main__": (
+        {"processors": [_processor_in_main]},
+        ("defined in __main__", "importable module"),
+    ),
+    "processor instance of a __main__ class": (
+        {"processors": [_MainProcessor()]},
+        ("defined in __main__", "importable module"),
+    ),
     "non-callable processor": ({"processors": [42]}, ("42", "not callable")),
-    "a single processor": ({"processors": processor_add_listener_pid},
-                           ("sequence of structlog processors",)),
-    "unpicklable processor": ({"processors": [lambda lg, m, e: e]},
-                              ("cannot be sent to the listener", "module-level function")),
+    "a single processor": (
+        {"processors": processor_add_listener_pid},
+        ("sequence of structlog processors",),
+    ),
+    "unpicklable processor": (
+        {"processors": [lambda lg, m, e: e]},
+        ("cannot be sent to the listener", "module-level function"),
+    ),
     "redact a single string": ({"redact": "password"}, ("redact=",)),
     "redact non-string keys": ({"redact": [1, 2]}, ("redact=",)),
     "infinite block_timeout": ({"block_timeout": float("inf")}, ("block_timeout=",)),
@@ -102,7 +142,9 @@ def _init_expecting_failure(**kwargs: Any) -> None:
     session = mptrace.init(**kwargs)
     psutil.Process(session.listener_pid).kill()  # its shutdown could take a while
     session.shutdown(timeout=0.1)
-    pytest.fail(f"init({kwargs!r}) started a session instead of raising ConfigurationError")
+    pytest.fail(
+        f"init({kwargs!r}) started a session instead of raising ConfigurationError"
+    )
 
 
 def _children() -> set[int]:
@@ -111,7 +153,9 @@ def _children() -> set[int]:
 
 class TestMistakes:
     @pytest.mark.parametrize("name", list(MISTAKES))
-    def test_a_mistake_fails_at_once_and_starts_nothing(self, name, tmp_path, private_tmp):
+    def test_a_mistake_fails_at_once_and_starts_nothing(
+        self, name, tmp_path, private_tmp
+    ):
         """ConfigurationError says what is allowed; no process, socket, handler or structlog change."""
         kwargs, words = MISTAKES[name]
         kwargs = {"exporters": [_jsonl(tmp_path)], **kwargs}
@@ -176,7 +220,9 @@ class TestLifecycle:
         session.shutdown(timeout=0.1)
         assert jsonl.stat().st_size == size
         assert mptrace.get_session() is None
-        assert not [h for h in logging.getLogger().handlers if isinstance(h, FunnelHandler)]
+        assert not [
+            h for h in logging.getLogger().handlers if isinstance(h, FunnelHandler)
+        ]
 
     def test_mptrace_shutdown_without_a_session(self):
         """mptrace.shutdown() with no session is a no-op."""
@@ -196,7 +242,10 @@ class TestLifecycle:
 
     def test_with_block_shuts_down_on_an_exception(self, jsonl):
         """An exception leaving the block still shuts down, and is not swallowed."""
-        with pytest.raises(KeyError), mptrace.init(exporters=[f"jsonl:{jsonl}"]) as session:
+        with (
+            pytest.raises(KeyError),
+            mptrace.init(exporters=[f"jsonl:{jsonl}"]) as session,
+        ):
             logging.getLogger("tests.config").warning("before the error")
             raise KeyError("boom")
         assert not session.active
@@ -240,7 +289,10 @@ class TestImport:
         """In a fresh interpreter, importing mptrace configures nothing and starts nothing."""
         out = subprocess.run(
             [sys.executable, "-c", IMPORT_CHECK],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         import json
 
@@ -285,19 +337,25 @@ class TestProcessors:
         for event in records:
             assert event["processed_in"] == session.listener_pid
             assert event["processed_method"] == "info"
-        user_records = [e for e in logs_of(events) if e.get("process") != "mptrace-listener"]
+        user_records = [
+            e for e in logs_of(events) if e.get("process") != "mptrace-listener"
+        ]
         assert all("processed_in" in e for e in user_records)
 
     def test_processors_run_after_redaction(self, jsonl):
         """User processors see values already redacted."""
-        with mptrace.init(exporters=[f"jsonl:{jsonl}"], processors=[processor_add_listener_pid]):
+        with mptrace.init(
+            exporters=[f"jsonl:{jsonl}"], processors=[processor_add_listener_pid]
+        ):
             mptrace.get_logger("tests.config").info("secret", password="pw-value")
         (event,) = logs_of(read_jsonl(jsonl), event="secret")
         assert event["password"] == "[redacted]" and "processed_in" in event
 
     def test_drop_event_drops_only_that_event(self, jsonl):
         """A processor raising structlog.DropEvent drops the event; the others arrive."""
-        with mptrace.init(exporters=[f"jsonl:{jsonl}"], processors=[processor_drop_marked]):
+        with mptrace.init(
+            exporters=[f"jsonl:{jsonl}"], processors=[processor_drop_marked]
+        ):
             slog = mptrace.get_logger("tests.config")
             slog.info("dropped", drop=True)
             slog.info("kept", drop=False)

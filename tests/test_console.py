@@ -28,7 +28,7 @@ import pytest
 from mptrace._render import PROCESS_COLOURS, RESET, process_colour
 
 SCRIPT = textwrap.dedent(
-    '''
+    """
     import json, logging, os, sys
     import mptrace
 
@@ -56,10 +56,12 @@ SCRIPT = textwrap.dedent(
         names[str(os.getpid())] = "MainProcess"
         print(json.dumps({"names": names, "exitcodes": [p.exitcode for p in children],
                           "failing": children[0].pid}))
-    '''
+    """
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-HEADER = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(\w+)\s*\] (\S+)\[(\d+)\] ")
+HEADER = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(\w+)\s*\] (\S+)\[(\d+)\] "
+)
 TIMEOUT = 60.0
 
 
@@ -131,7 +133,10 @@ def run_script(folder: Path, method: str, mode: str) -> Output:
         master, slave = pty.openpty()
         try:
             with subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=slave,
                 env=_env(no_color=mode == "pty-no-color"),
             ) as popen:
                 os.close(slave)
@@ -148,7 +153,9 @@ def run_script(folder: Path, method: str, mode: str) -> Output:
     assert returncode == 0, text
     facts: dict[str, Any] = json.loads(stdout)
     assert facts["exitcodes"] == [0, 0], text
-    return Output({int(k): v for k, v in facts["names"].items()}, facts["failing"], text)
+    return Output(
+        {int(k): v for k, v in facts["names"].items()}, facts["failing"], text
+    )
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +169,9 @@ def output(request, start_method, _outputs, tmp_path_factory) -> Output:
     mode = getattr(request, "param", "pipe")
     key = (start_method, mode)
     if key not in _outputs:
-        _outputs[key] = run_script(tmp_path_factory.mktemp("console"), start_method, mode)
+        _outputs[key] = run_script(
+            tmp_path_factory.mktemp("console"), start_method, mode
+        )
     return _outputs[key]
 
 
@@ -196,7 +205,9 @@ class TestPlainConsole:
     def test_traceback_appears_under_its_line(self, output):
         """An exception's traceback follows its event line, before the next event."""
         lines = output.lines
-        (at,) = [i for i, ln in enumerate(lines) if f"writer={output.failing} failed" in ln]
+        (at,) = [
+            i for i, ln in enumerate(lines) if f"writer={output.failing} failed" in ln
+        ]
         assert HEADER.match(lines[at]) and "[error" in lines[at]
         block = []
         for line in lines[at + 1 :]:
@@ -234,7 +245,9 @@ class TestTerminal:
         for raw, plain in output.event_lines():
             pid = int(HEADER.match(plain).group(3))  # type: ignore[union-attr]
             tag = f"{output.names[pid]}[{pid}]"
-            found = re.findall(r"(\x1b\[[0-9;]*m)" + re.escape(tag) + re.escape(RESET), raw)
+            found = re.findall(
+                r"(\x1b\[[0-9;]*m)" + re.escape(tag) + re.escape(RESET), raw
+            )
             assert len(found) == 1, raw
             seen.setdefault(pid, set()).add(found[0])
         assert set(seen) == set(output.names)
@@ -245,13 +258,19 @@ class TestTerminal:
         """As many colours show as process_colour gives the processes: tags tell them apart."""
         shown = set()
         for raw, _plain in output.event_lines():
-            shown.add(re.search(r"(\x1b\[[0-9;]*m)\S+\[\d+\]" + re.escape(RESET), raw).group(1))  # type: ignore[union-attr]
+            shown.add(
+                re.search(r"(\x1b\[[0-9;]*m)\S+\[\d+\]" + re.escape(RESET), raw).group(
+                    1
+                )
+            )  # type: ignore[union-attr]
         assert len(shown) == len({process_colour(pid) for pid in output.names})
 
     def test_traceback_is_still_under_its_line(self, output):
         """The traceback follows its event line on a terminal as well."""
         text = ANSI.sub("", output.stderr).replace("\r\n", "\n")
-        line = next(ln for ln in text.split("\n") if f"writer={output.failing} failed" in ln)
+        line = next(
+            ln for ln in text.split("\n") if f"writer={output.failing} failed" in ln
+        )
         after = text.split(line + "\n", 1)[1]
         assert after.startswith("Traceback (most recent call last):\n")
 
@@ -268,7 +287,9 @@ class TestProcessColour:
     def test_deterministic(self):
         """process_colour gives the same colour for the same pid, as int or str."""
         for pid in (1, 4242, 99999):
-            assert process_colour(pid) == process_colour(pid) == process_colour(str(pid))
+            assert (
+                process_colour(pid) == process_colour(pid) == process_colour(str(pid))
+            )
             assert process_colour(pid) in PROCESS_COLOURS
 
     def test_spread_over_all_colours(self):

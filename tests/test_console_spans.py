@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from mptrace._sinks import ConsoleSink
 from mptrace._render import (
     LEVEL_STYLES,
     RESET,
@@ -23,6 +22,7 @@ from mptrace._render import (
     make_span_renderer,
     process_colour,
 )
+from mptrace._sinks import ConsoleSink
 
 T0 = 1_700_000_000_000_000_000
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -350,7 +350,11 @@ class TestConsoleSink:
         stream = io.StringIO()
         exporter = ConsoleSink(stream)
         exporter.export(
-            [span(), lifecycle("exited", exitcode=0), {"kind": "something-new", "pid": 1}]
+            [
+                span(),
+                lifecycle("exited", exitcode=0),
+                {"kind": "something-new", "pid": 1},
+            ]
         )
         exporter.summary(ROWS)
         exporter.shutdown()

@@ -8,18 +8,25 @@ import re
 import signal
 import time
 
-import mptrace
 from workers import log_through_dead_listener
+
+import mptrace
 
 N = 50
 
 
 def _after_lines(text: str, tag: str) -> list[str]:
-    return [line for line in text.splitlines() if "after death" in line and f"tag={tag}" in line]
+    return [
+        line
+        for line in text.splitlines()
+        if "after death" in line and f"tag={tag}" in line
+    ]
 
 
 class TestListenerKilled:
-    def test_children_and_parent_finish_and_log_to_stderr(self, start_method, jsonl, capfd, tmp_path):
+    def test_children_and_parent_finish_and_log_to_stderr(
+        self, start_method, jsonl, capfd, tmp_path
+    ):
         """Kill the listener mid-run: same exit codes, every later record on stderr, one warning each."""
         session = mptrace.init(exporters=[f"jsonl:{jsonl}"], block_timeout=2.0)
         ctx = mptrace.get_context(start_method)
@@ -49,7 +56,15 @@ class TestListenerKilled:
         for p, tag in zip(children, ("c0", "c1", "c2", "c3")):
             err = (tmp_path / f"{tag}.err").read_text()
             assert len(_after_lines(err, tag + "-after")) == N, tag
-            assert len(re.findall(rf"process {p.pid} now writes its records to its own stderr", err)) == 1
+            assert (
+                len(
+                    re.findall(
+                        rf"process {p.pid} now writes its records to its own stderr",
+                        err,
+                    )
+                )
+                == 1
+            )
             slowest = re.search(rf"slowest call .*tag={tag}-slowest", err)
             assert slowest, tag
             assert f"{p.name}[{p.pid}]" in err  # rendered, naming the process
@@ -66,7 +81,9 @@ class TestListenerKilled:
 
 
 class TestListenerStuck:
-    def test_a_logging_call_waits_at_most_block_timeout(self, start_method, jsonl, tmp_path):
+    def test_a_logging_call_waits_at_most_block_timeout(
+        self, start_method, jsonl, tmp_path
+    ):
         """A listener that stops reading (SIGSTOP): calls give up after block_timeout, then use stderr."""
         from workers import log_big_and_time
 
@@ -95,7 +112,9 @@ class TestListenerStuck:
 
 
 class TestSpansAfterDeath:
-    def test_a_span_ended_after_the_listener_died_is_rendered_on_stderr(self, jsonl, capfd):
+    def test_a_span_ended_after_the_listener_died_is_rendered_on_stderr(
+        self, jsonl, capfd
+    ):
         """A span that cannot reach the listener is printed as the console would print it."""
 
         @mptrace.traced(name="late work")
@@ -108,4 +127,6 @@ class TestSpansAfterDeath:
         assert late() == 42
         session.shutdown()
         err = capfd.readouterr().err
-        assert re.search(r"MainProcess\[\d+\] span late work [0-9.]+ (ms|s) ok", err), err[-2000:]
+        assert re.search(r"MainProcess\[\d+\] span late work [0-9.]+ (ms|s) ok", err), (
+            err[-2000:]
+        )

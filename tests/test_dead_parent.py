@@ -11,7 +11,6 @@ import textwrap
 import time
 
 import psutil
-
 from conftest import logs_of, read_jsonl
 
 PARENT = textwrap.dedent(
@@ -56,8 +55,12 @@ class TestParentKilled:
         path = tmp_path / "events.jsonl"
         script = tmp_path / "parent.py"
         tests = os.path.dirname(os.path.abspath(__file__))
-        script.write_text(PARENT.format(tests=tests, path=str(path), method=start_method))
-        parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+        script.write_text(
+            PARENT.format(tests=tests, path=str(path), method=start_method)
+        )
+        parent = subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
+        )
         try:
             line = parent.stdout.readline().split()
             assert len(line) == 2 and line[0].isdigit(), line
@@ -71,9 +74,13 @@ class TestParentKilled:
         finally:
             parent.kill()
             parent.stdout.close()
-        assert gone, f"listener {listener} still running 2 s after its parent was killed"
+        assert gone, (
+            f"listener {listener} still running 2 s after its parent was killed"
+        )
         assert elapsed < 2.0
-        assert not os.path.exists(os.path.dirname(address)), "the private directory is left behind"
+        assert not os.path.exists(os.path.dirname(address)), (
+            "the private directory is left behind"
+        )
         events = read_jsonl(path)
         assert len(logs_of(events, event="before the kill")) == 500
         for i in range(2):

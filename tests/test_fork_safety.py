@@ -6,10 +6,10 @@ import logging
 import threading
 import warnings
 
-from mptrace._sources import FunnelHandler
-
 from conftest import logs_of, read_jsonl
 from workers import fork_while_threads_log
+
+from mptrace._sources import FunnelHandler
 
 # fork is where the hazard lives; the other methods start fresh interpreters
 # and are checked with fewer children to keep the suite quick.
@@ -17,7 +17,9 @@ CHILDREN = {"fork": 40, "spawn": 6, "forkserver": 10}
 
 
 class TestForkWhileLogging:
-    def test_children_forked_mid_logging_log_and_exit(self, start_method, session, jsonl):
+    def test_children_forked_mid_logging_log_and_exit(
+        self, start_method, session, jsonl
+    ):
         """4 threads log without pause while 40 children start: none hangs, every record arrives."""
         # Only mptrace's handler: pytest's own capture handlers write through a
         # buffered stream whose lock a fork can leave held (the hazard itself).
@@ -27,7 +29,9 @@ class TestForkWhileLogging:
             # Python 3.12+ warns that forking a threaded process may deadlock:
             # that is the very hazard this test shows mptrace avoids.
             warnings.simplefilter("ignore", DeprecationWarning)
-            codes = fork_while_threads_log(start_method, CHILDREN[start_method], threading.Event())
+            codes = fork_while_threads_log(
+                start_method, CHILDREN[start_method], threading.Event()
+            )
         assert codes == [0] * CHILDREN[start_method]
         session.shutdown()
         events = read_jsonl(jsonl)

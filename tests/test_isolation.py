@@ -6,24 +6,28 @@ import os
 import signal
 import time
 
-
-import mptrace
-from mptrace import _events, _stream, _transport
 from conftest import logs_of, read_jsonl
 from workers import log_forever, log_n
+
+import mptrace
+from mptrace import _events, _stream
 
 MIB = 1024 * 1024
 
 
 class TestKilledMidWrite:
-    def test_a_child_killed_mid_write_costs_only_its_own_record(self, start_method, session, jsonl):
+    def test_a_child_killed_mid_write_costs_only_its_own_record(
+        self, start_method, session, jsonl
+    ):
         """SIGKILL a child writing 1 MiB records: eight others lose nothing, shutdown is bounded."""
         ctx = mptrace.get_context(start_method)
         started = ctx.Event()
         big = ctx.Process(target=log_forever, args=(MIB, started, "big"))
         big.start()
         assert started.wait(60)
-        others = [ctx.Process(target=log_n, args=(2000, f"other-{i}")) for i in range(8)]
+        others = [
+            ctx.Process(target=log_n, args=(2000, f"other-{i}")) for i in range(8)
+        ]
         for p in others:
             p.start()
         os.kill(big.pid, signal.SIGKILL)
@@ -55,19 +59,38 @@ class _RawClient:
         config = session.child_config
         self.fd = _stream.open_pipe(config.address, config.authkey, 10)
         os.set_blocking(self.fd, True)
-        self.sendall(_events.encode({"kind": "hello", "pid": pid, "ppid": os.getpid(), "process": "raw", "seq": 0}))
+        self.sendall(
+            _events.encode(
+                {
+                    "kind": "hello",
+                    "pid": pid,
+                    "ppid": os.getpid(),
+                    "process": "raw",
+                    "seq": 0,
+                }
+            )
+        )
 
     def sendall(self, data: bytes) -> None:
         while data:
-            data = data[os.write(self.fd, data):]
+            data = data[os.write(self.fd, data) :]
 
     def close(self) -> None:
         os.close(self.fd)
 
 
 def _log(seq: int, pid: int) -> dict:
-    return {"kind": "log", "ts": time.time_ns(), "level": "info", "logger": "raw",
-            "event": f"raw {seq}", "process": "raw", "pid": pid, "ppid": 1, "seq": seq}
+    return {
+        "kind": "log",
+        "ts": time.time_ns(),
+        "level": "info",
+        "logger": "raw",
+        "event": f"raw {seq}",
+        "process": "raw",
+        "pid": pid,
+        "ppid": 1,
+        "seq": seq,
+    }
 
 
 class TestLossReports:

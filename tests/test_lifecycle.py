@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from conftest import START_METHODS, logs_of, read_jsonl
+from workers import (
+    log_then_exit,
+    tr_block,
+    tr_leave_grandchild,
+    tr_raise_chained,
+    tr_write_fd,
+)
 
 import mptrace
-from conftest import START_METHODS, logs_of, read_jsonl
-from workers import log_then_exit, tr_block, tr_leave_grandchild, tr_raise_chained, tr_write_fd
 
 #: How each child ends, and the exit code the stdlib reports for it.
 EXITS = {
@@ -30,7 +36,12 @@ EXITS = {
     "sigkill": -signal.SIGKILL,
     "sigsegv": -signal.SIGSEGV,
 }
-SIGNALS = {"terminate": "SIGTERM", "kill": "SIGKILL", "sigkill": "SIGKILL", "sigsegv": "SIGSEGV"}
+SIGNALS = {
+    "terminate": "SIGTERM",
+    "kill": "SIGKILL",
+    "sigkill": "SIGKILL",
+    "sigsegv": "SIGSEGV",
+}
 #: Ends the parent asked for: not errors.
 ASKED = {"terminate", "kill"}
 
@@ -44,14 +55,22 @@ class Run:
     parent_pid: int
 
     def span(self, how: str) -> dict[str, Any]:
-        found = [e for e in self.events if e.get("kind") == "span" and e["name"] == f"process exit-{how}"]
+        found = [
+            e
+            for e in self.events
+            if e.get("kind") == "span" and e["name"] == f"process exit-{how}"
+        ]
         assert len(found) == 1, f"{len(found)} process spans for {how}"
         return found[0]
 
     def lifecycle(self, how: str) -> list[dict[str, Any]]:
         """Every lifecycle record of the child, by its process span's id, in order of ts."""
         span_id = self.span(how)["span_id"]
-        records = [e for e in self.events if e.get("kind") == "lifecycle" and e.get("span_id") == span_id]
+        records = [
+            e
+            for e in self.events
+            if e.get("kind") == "lifecycle" and e.get("span_id") == span_id
+        ]
         return sorted(records, key=lambda e: e["ts"])
 
     def record(self, how: str, transition: str) -> dict[str, Any]:
@@ -60,7 +79,9 @@ class Run:
 
 
 @pytest.fixture(scope="module", params=START_METHODS)
-def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Run:
     """One session per start method: a child for every way of ending, all joined."""
     method = request.param
     path = tmp_path_factory.mktemp(f"exits-{method}") / "events.jsonl"
@@ -94,7 +115,13 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                 p.kill()
                 p.join(10)
         session.shutdown()
-    return Run(method, read_jsonl(path), codes, {how: p.pid for how, p in children.items()}, os.getpid())
+    return Run(
+        method,
+        read_jsonl(path),
+        codes,
+        {how: p.pid for how, p in children.items()},
+        os.getpid(),
+    )
 
 
 class TestExitCodes:
@@ -151,7 +178,8 @@ class TestCrash:
         assert run.record("sigsegv", "exited")["crash"] == crash
         pid = run.pids["sigsegv"]
         [error] = [
-            r for r in logs_of(run.events, level="error", logger="mptrace.process")
+            r
+            for r in logs_of(run.events, level="error", logger="mptrace.process")
             if r.get("crash_pid") == pid
         ]
         assert "SIGSEGV" in error["event"] and f"pid {pid}" in error["event"]
@@ -180,7 +208,9 @@ class TestProcessExceptions:
         assert "tr_raise_chained" in stack
         assert "KeyError: 'inner cause of the child'" in stack
         assert "direct cause of the following exception" in stack
-        assert stack.index("KeyError") < stack.index("RuntimeError: outer failure of the child")
+        assert stack.index("KeyError") < stack.index(
+            "RuntimeError: outer failure of the child"
+        )
 
     def test_finished_record_and_error_log_carry_the_exception(self, run):
         """The child says "finished" by raising, and logs the uncaught exception as an ERROR."""
@@ -202,14 +232,26 @@ class TestLifecycleRecords:
     def test_transitions_arrive_in_order(self, run):
         """created, started, running, finished, exited: in that order of ts, each once."""
         records = run.lifecycle("return")
-        assert [r["transition"] for r in records] == ["created", "started", "running", "finished", "exited"]
+        assert [r["transition"] for r in records] == [
+            "created",
+            "started",
+            "running",
+            "finished",
+            "exited",
+        ]
         created, started, running, finished, exited = records
         assert created["target_pid"] is None, "no pid before start()"
         pid = run.pids["return"]
         assert all(r["target_pid"] == pid for r in records[1:])
         assert all(r["target_name"] == "exit-return" for r in records)
         # The parent sees created, started and exited; the child says running and finished.
-        assert [r["pid"] for r in records] == [run.parent_pid, run.parent_pid, pid, pid, run.parent_pid]
+        assert [r["pid"] for r in records] == [
+            run.parent_pid,
+            run.parent_pid,
+            pid,
+            pid,
+            run.parent_pid,
+        ]
         assert finished["outcome"] == "returned" and finished["exitcode"] == 0
         assert "exc" not in finished
 
@@ -217,9 +259,17 @@ class TestLifecycleRecords:
         """CPU seconds and peak RSS: the child's own on "finished", the parent's sample on "exited"."""
         for transition in ("finished", "exited"):
             record = run.record("return", transition)
-            assert isinstance(record["cpu_user_s"], float) and record["cpu_user_s"] >= 0, transition
-            assert isinstance(record["cpu_system_s"], float) and record["cpu_system_s"] >= 0, transition
-            assert isinstance(record["peak_rss_bytes"], int) and record["peak_rss_bytes"] > 0, transition
+            assert (
+                isinstance(record["cpu_user_s"], float) and record["cpu_user_s"] >= 0
+            ), transition
+            assert (
+                isinstance(record["cpu_system_s"], float)
+                and record["cpu_system_s"] >= 0
+            ), transition
+            assert (
+                isinstance(record["peak_rss_bytes"], int)
+                and record["peak_rss_bytes"] > 0
+            ), transition
         # The child's own getrusage: a Python interpreter is well over a megabyte.
         assert run.record("return", "finished")["peak_rss_bytes"] > 1_000_000
         # The parent samples with psutil: a short child may be seen only as it starts.
@@ -258,10 +308,15 @@ def spans_named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]
 
 
 class TestManyShortChildren:
-    def test_every_process_span_carries_the_childs_own_account(self, start_method, session, jsonl):
+    def test_every_process_span_carries_the_childs_own_account(
+        self, start_method, session, jsonl
+    ):
         """10 children that return at once: each process span has running, finished and the child's RSS."""
         ctx = mptrace.get_context(start_method)
-        children = [ctx.Process(target=log_then_exit, args=(0, "return"), name=f"short-{i}") for i in range(10)]
+        children = [
+            ctx.Process(target=log_then_exit, args=(0, "return"), name=f"short-{i}")
+            for i in range(10)
+        ]
         for p in children:
             p.start()
         for p in children:
@@ -272,15 +327,25 @@ class TestManyShortChildren:
         for p in children:
             [span] = spans_named(events, f"process {p.name}")
             names = [e["name"] for e in span["events"]]
-            assert names == ["created", "started", "running", "finished", "exited"], (p.name, names)
-            assert span["attributes"]["process.memory.peak_rss_bytes"] > 1_000_000, p.name
+            assert names == ["created", "started", "running", "finished", "exited"], (
+                p.name,
+                names,
+            )
+            assert span["attributes"]["process.memory.peak_rss_bytes"] > 1_000_000, (
+                p.name
+            )
 
 
 class TestJoinThenClose:
-    def test_close_after_join_keeps_every_process_span(self, start_method, session, jsonl):
+    def test_close_after_join_keeps_every_process_span(
+        self, start_method, session, jsonl
+    ):
         """p.join(); p.close() right away (as the stdlib recommends): no process span or exit is lost."""
         ctx = mptrace.get_context(start_method)
-        children = [ctx.Process(target=log_then_exit, args=(0, "return"), name=f"closed-{i}") for i in range(6)]
+        children = [
+            ctx.Process(target=log_then_exit, args=(0, "return"), name=f"closed-{i}")
+            for i in range(6)
+        ]
         for p in children:
             p.start()
         pids = {}
@@ -291,12 +356,20 @@ class TestJoinThenClose:
             p.close()
         session.shutdown()
         events = read_jsonl(jsonl)
-        assert not [r["event"] for r in logs_of(events, logger="mptrace.process", level="warning")]
+        assert not [
+            r["event"]
+            for r in logs_of(events, logger="mptrace.process", level="warning")
+        ]
         for name, pid in pids.items():
             [span] = spans_named(events, f"process {name}")
             assert span["attributes"]["process.exit.code"] == 0, name
-            exited = [e for e in events if e.get("kind") == "lifecycle" and e["transition"] == "exited"
-                      and e["target_pid"] == pid]
+            exited = [
+                e
+                for e in events
+                if e.get("kind") == "lifecycle"
+                and e["transition"] == "exited"
+                and e["target_pid"] == pid
+            ]
             assert len(exited) == 1, name
 
 
@@ -308,7 +381,9 @@ class TestExitSeenWithoutTheSentinel:
         descriptors open: its span still gets the exit code, not "session ended while running"."""
         ctx = mptrace.get_context(start_method)
         release = ctx.Event()
-        p = ctx.Process(target=tr_leave_grandchild, args=(release,), name="leaves-grandchild")
+        p = ctx.Process(
+            target=tr_leave_grandchild, args=(release,), name="leaves-grandchild"
+        )
         try:
             p.start()
             # join() with no timeout waits for the child itself (waitpid); with a
@@ -323,7 +398,11 @@ class TestExitSeenWithoutTheSentinel:
         names = [e["name"] for e in span["events"]]
         assert "session ended while running" not in names, names
         assert span["attributes"].get("process.exit.code") == 0
-        assert [e["exitcode"] for e in events if e.get("kind") == "lifecycle" and e["transition"] == "exited"] == [0]
+        assert [
+            e["exitcode"]
+            for e in events
+            if e.get("kind") == "lifecycle" and e["transition"] == "exited"
+        ] == [0]
 
 
 _parent_hold: dict[str, int | None] = {"fd": None}
@@ -338,7 +417,9 @@ def _hold_parent_after_fork() -> None:
 
 
 class TestStartedBeforeRunning:
-    def test_started_precedes_running_however_late_the_parent_returns_from_fork(self, session, jsonl):
+    def test_started_precedes_running_however_late_the_parent_returns_from_fork(
+        self, session, jsonl
+    ):
         """fork, with the parent held in fork() until the child runs: "started" is still before "running"."""
         global _hook_registered
         if not _hook_registered:
@@ -346,7 +427,9 @@ class TestStartedBeforeRunning:
             _hook_registered = True
         r, w = os.pipe()
         try:
-            p = mptrace.get_context("fork").Process(target=tr_write_fd, args=(w,), name="late-parent")
+            p = mptrace.get_context("fork").Process(
+                target=tr_write_fd, args=(w,), name="late-parent"
+            )
             _parent_hold["fd"] = r
             try:
                 p.start()
@@ -363,16 +446,28 @@ class TestStartedBeforeRunning:
         events = read_jsonl(jsonl)
         [span] = spans_named(events, "process late-parent")
         records = sorted(
-            (e for e in events if e.get("kind") == "lifecycle" and e.get("span_id") == span["span_id"]),
+            (
+                e
+                for e in events
+                if e.get("kind") == "lifecycle" and e.get("span_id") == span["span_id"]
+            ),
             key=lambda e: e["ts"],
         )
-        assert [r["transition"] for r in records] == ["created", "started", "running", "finished", "exited"]
+        assert [r["transition"] for r in records] == [
+            "created",
+            "started",
+            "running",
+            "finished",
+            "exited",
+        ]
         names = [e["name"] for e in span["events"]]
         assert names == ["created", "started", "running", "finished", "exited"]
 
 
 class TestDaemonChildren:
-    def test_a_daemon_child_is_traced_like_any_other(self, start_method, session, jsonl):
+    def test_a_daemon_child_is_traced_like_any_other(
+        self, start_method, session, jsonl
+    ):
         """daemon=True: a process span with mptrace.daemon true, its exit code, its records."""
         from workers import wait_then_log
 
@@ -385,14 +480,20 @@ class TestDaemonChildren:
         assert p.exitcode == 0
         session.shutdown()
         events = read_jsonl(jsonl)
-        (span,) = [e for e in events if e.get("kind") == "span"
-                   and e["attributes"].get("process.pid") == p.pid
-                   and e["attributes"].get("mptrace.span") == "process"]
+        (span,) = [
+            e
+            for e in events
+            if e.get("kind") == "span"
+            and e["attributes"].get("process.pid") == p.pid
+            and e["attributes"].get("mptrace.span") == "process"
+        ]
         assert span["attributes"]["mptrace.daemon"] is True
         assert span["attributes"]["process.exit.code"] == 0
         assert logs_of(events, tag="daemon-done", pid=p.pid)
 
-    def test_a_daemon_still_running_at_shutdown_gets_a_closed_span(self, start_method, jsonl):
+    def test_a_daemon_still_running_at_shutdown_gets_a_closed_span(
+        self, start_method, jsonl
+    ):
         """A daemon child alive at shutdown: its span ends, saying the session ended while it ran."""
         from workers import wait_then_log
 
@@ -408,7 +509,10 @@ class TestDaemonChildren:
             p.join(60)
         assert p.exitcode == 0
         events = read_jsonl(jsonl)
-        (span,) = [e for e in events if e.get("kind") == "span"
-                   and e["attributes"].get("process.pid") == p.pid]
+        (span,) = [
+            e
+            for e in events
+            if e.get("kind") == "span" and e["attributes"].get("process.pid") == p.pid
+        ]
         assert "session ended while running" in [ev["name"] for ev in span["events"]]
         assert "process.exit.code" not in span["attributes"]

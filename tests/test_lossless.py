@@ -6,10 +6,10 @@ import signal
 import sys
 
 import pytest
-
-import mptrace
 from conftest import logs_of, read_jsonl
 from workers import log_then_exit
+
+import mptrace
 
 N = 1000
 
@@ -26,7 +26,9 @@ EXITS = {
 
 class TestNothingLost:
     @pytest.mark.parametrize("how", list(EXITS))
-    def test_every_record_arrives_whatever_the_exit(self, start_method, session, jsonl, how):
+    def test_every_record_arrives_whatever_the_exit(
+        self, start_method, session, jsonl, how
+    ):
         """A child that logs N records and then leaves by *how* delivers all N, in order."""
         ctx = mptrace.get_context(start_method)
         children = [ctx.Process(target=log_then_exit, args=(N, how)) for _ in range(2)]
@@ -53,8 +55,12 @@ class TestNothingLost:
         mptrace.get_logger("parent.s").info("from the parent", via="structlog")
         session.shutdown()
         events = read_jsonl(jsonl)
-        assert logs_of(events, event="from the parent stdlib", level="warning", logger="parent")
-        assert logs_of(events, event="from the parent", via="structlog", logger="parent.s")
+        assert logs_of(
+            events, event="from the parent stdlib", level="warning", logger="parent"
+        )
+        assert logs_of(
+            events, event="from the parent", via="structlog", logger="parent.s"
+        )
 
 
 class TestNested:
@@ -62,7 +68,9 @@ class TestNested:
         """A child started through mptrace starts its own child: both are funnelled."""
         from workers import nested
 
-        p = mptrace.get_context(start_method).Process(target=nested, args=(3, start_method, 50))
+        p = mptrace.get_context(start_method).Process(
+            target=nested, args=(3, start_method, 50)
+        )
         p.start()
         p.join(60)
         assert p.exitcode == 0
@@ -85,7 +93,9 @@ class TestPlainForkChildren:
         """A child forked by plain multiprocessing inherits the funnel and reconnects."""
         import multiprocessing
 
-        p = multiprocessing.get_context("fork").Process(target=log_then_exit, args=(100, "os._exit"))
+        p = multiprocessing.get_context("fork").Process(
+            target=log_then_exit, args=(100, "os._exit")
+        )
         p.start()
         p.join(60)
         assert p.exitcode == 7

@@ -211,11 +211,13 @@ class TestSpansArrive:
     ) -> None:
         """A null parent_span_id makes a root span; status "ok" arrives as OK, no message."""
         with otlp_exporter(kind, endpoint(rx, kind)) as exporter:
-            exporter.export([
-                span_event(
-                    ROOT, parent_span_id=None, status="ok", status_message="ignored"
-                )
-            ])
+            exporter.export(
+                [
+                    span_event(
+                        ROOT, parent_span_id=None, status="ok", status_message="ignored"
+                    )
+                ]
+            )
         [span] = rx.wait_for_spans(1)
         assert span["parent_span_id"] is None
         assert (span["status_code"], span["status_message"]) == (1, "")
@@ -417,9 +419,7 @@ class TestReceiverDown:
     def test_a_refusing_receiver_drops_everything_and_says_so(self, kind: str) -> None:
         """Every span is counted dropped, and shutdown returns within seconds."""
         with OtlpReceiver(refuse=True) as rx:
-            exporter = _otlp.OtlpSink(
-                SinkSpec(kind, endpoint(rx, kind)), config()
-            )
+            exporter = _otlp.OtlpSink(SinkSpec(kind, endpoint(rx, kind)), config())
             export_all(exporter, many_spans(700))
             started = time.monotonic()
             exporter.shutdown()
@@ -431,9 +431,7 @@ class TestReceiverDown:
 
     def test_nothing_listening_drops_everything_promptly(self, kind: str) -> None:
         """A closed port: shutdown still returns within seconds, with every span counted."""
-        exporter = _otlp.OtlpSink(
-            SinkSpec(kind, closed_port_url()), config()
-        )
+        exporter = _otlp.OtlpSink(SinkSpec(kind, closed_port_url()), config())
         export_all(exporter, many_spans(700))
         started = time.monotonic()
         exporter.shutdown()
@@ -449,9 +447,7 @@ class TestReceiverDown:
         would for any OpenTelemetry exporter.
         """
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
-        exporter = _otlp.OtlpSink(
-            SinkSpec(kind, closed_port_url()), config()
-        )
+        exporter = _otlp.OtlpSink(SinkSpec(kind, closed_port_url()), config())
         exporter.export([span_event()])
         deadline = time.monotonic() + 10
         while exporter.dropped == 0 and time.monotonic() < deadline:
@@ -466,9 +462,7 @@ class TestReceiverDown:
 
     def test_spans_and_logs_dropped_are_told_apart(self, kind: str) -> None:
         """With both signals dropped, dropped_what names both counts."""
-        exporter = _otlp.OtlpSink(
-            SinkSpec(kind, closed_port_url()), config()
-        )
+        exporter = _otlp.OtlpSink(SinkSpec(kind, closed_port_url()), config())
         export_all(exporter, many_spans(3))
         export_all(exporter, [log_event()] * 2)
         exporter.shutdown()
@@ -484,9 +478,7 @@ class TestReceiverDown:
             silent.bind(("127.0.0.1", 0))
             silent.listen(64)
             url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-            exporter = _otlp.OtlpSink(
-                SinkSpec(kind, url), config(shutdown_timeout=1.0)
-            )
+            exporter = _otlp.OtlpSink(SinkSpec(kind, url), config(shutdown_timeout=1.0))
             export_all(exporter, many_spans(5))
             started = time.monotonic()
             exporter.shutdown()
@@ -543,9 +535,7 @@ class TestQueueOverflow:
         event = span_event()
         total = _otlp.QUEUE_CAPACITY + 2 * _otlp.BATCH_SIZE + 100
         with OtlpReceiver(refuse=True) as rx:
-            exporter = _otlp.OtlpSink(
-                SinkSpec("otlp", rx.grpc_endpoint), config()
-            )
+            exporter = _otlp.OtlpSink(SinkSpec("otlp", rx.grpc_endpoint), config())
             started = time.monotonic()
             for _ in range(total):
                 exporter.export([event])

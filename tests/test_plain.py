@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mptrace import _events, _stream, _transport
+from mptrace import _events, _transport
 from mptrace._config import ChildConfig
 from mptrace._plain import (
     MAX_DEPTH,
@@ -62,7 +62,7 @@ class ReturnsStrSubclass:
 
 class ReturnsInt:
     def __str__(self) -> str:
-        return 42  # type: ignore[return-value]  # noqa: PLE0307 - on purpose
+        return 42  # type: ignore[return-value]
 
 
 class TestTruncate:
@@ -105,8 +105,14 @@ class TestSafeStrAndRepr:
 
     def test_failure_whose_own_text_fails(self):
         """When the exception from __str__ cannot be printed either, its type is named."""
-        assert safe_str(SayNothing()) == "<str() of SayNothing object failed: UnsayableError>"
-        assert safe_repr(SayNothing()) == "<repr() of SayNothing object failed: UnsayableError>"
+        assert (
+            safe_str(SayNothing())
+            == "<str() of SayNothing object failed: UnsayableError>"
+        )
+        assert (
+            safe_repr(SayNothing())
+            == "<repr() of SayNothing object failed: UnsayableError>"
+        )
 
     def test_a_str_subclass_result_becomes_a_plain_str(self):
         """A __str__ returning a str subclass gives an exact str (safe to pickle anywhere)."""
@@ -127,7 +133,9 @@ class TestSafeStrAndRepr:
 
 
 class TestPlain:
-    @pytest.mark.parametrize("value", [0, -3, 2**80, 1.5, -0.0, True, False, None, "", "s"])
+    @pytest.mark.parametrize(
+        "value", [0, -3, 2**80, 1.5, -0.0, True, False, None, "", "s"]
+    )
     def test_scalars_pass_through_unchanged(self, value):
         """str, int, float, bool and None are returned as they are, type included."""
         out = plain(value)
@@ -154,7 +162,11 @@ class TestPlain:
 
     def test_non_string_keys_become_their_repr(self):
         """Dict keys that are not str arrive as their repr, values still plain."""
-        assert plain({1: (1,), (2, 3): "x", None: 0}) == {"1": [1], "(2, 3)": "x", "None": 0}
+        assert plain({1: (1,), (2, 3): "x", None: 0}) == {
+            "1": [1],
+            "(2, 3)": "x",
+            "None": 0,
+        }
 
     def test_long_strings_are_truncated_at_any_depth(self):
         """A string over MAX_VALUE_CHARS is cut whether top-level or nested."""
@@ -196,15 +208,22 @@ class TestPlain:
         out = plain({f"k{i}": i for i in range(MAX_ITEMS + 2)})
         assert len(out) == MAX_ITEMS + 1
         assert out["…"] == "[2 more items]"
-        assert out["k0"] == 0 and f"k{MAX_ITEMS - 1}" in out and f"k{MAX_ITEMS}" not in out
+        assert (
+            out["k0"] == 0 and f"k{MAX_ITEMS - 1}" in out and f"k{MAX_ITEMS}" not in out
+        )
 
     @pytest.mark.parametrize("protocol", PROTOCOLS)
     def test_the_result_pickles_with_every_protocol(self, protocol):
         """Whatever went in, what comes out round-trips through pickle unchanged."""
         import threading
 
-        value = {"lock": threading.Lock(), "gen": (i for i in ()), "bad": BadRepr(),
-                 "nested": [{"x": (1.5, None)}], 3: b"\x00"}
+        value = {
+            "lock": threading.Lock(),
+            "gen": (i for i in ()),
+            "bad": BadRepr(),
+            "nested": [{"x": (1.5, None)}],
+            3: b"\x00",
+        }
         out = plain(value)
         assert pickle.loads(pickle.dumps(out, protocol)) == out
 
@@ -242,7 +261,9 @@ class TestExceptionDict:
             raise UnsayableError()
         except UnsayableError as exc:
             out = exception_dict(exc)
-        assert out["message"] == "<str() of UnsayableError object failed: UnsayableError>"
+        assert (
+            out["message"] == "<str() of UnsayableError object failed: UnsayableError>"
+        )
         assert "UnsayableError" in out["traceback"]
 
     def test_exception_never_raised_has_no_frames(self):
@@ -260,10 +281,14 @@ class TestExceptionDict:
         assert len(out["traceback"]) < MAX_VALUE_CHARS + 40
         assert "…[truncated " in out["traceback"]
 
-    @pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups are Python 3.11+")
+    @pytest.mark.skipif(
+        sys.version_info < (3, 11), reason="exception groups are Python 3.11+"
+    )
     def test_exception_group_members_are_in_the_traceback(self):
         """An exception group's traceback shows each member."""
-        group = ExceptionGroup("two", [ValueError("first member"), TypeError("second member")])  # noqa: F821
+        group = ExceptionGroup(  # noqa: F821 - a builtin from 3.11; skipped before
+            "two", [ValueError("first member"), TypeError("second member")]
+        )
         text = exception_dict(group)["traceback"]
         assert "ValueError: first member" in text and "TypeError: second member" in text
 
@@ -394,7 +419,12 @@ def decode(body: memoryview | bytes) -> tuple[int, int, object]:
 
 EVENTS = [
     {"kind": "log", "event": "a", "seq": 1},
-    {"kind": "log", "event": "é" * 300, "seq": 2, "nested": {"x": [1, 2.5, None, True]}},
+    {
+        "kind": "log",
+        "event": "é" * 300,
+        "seq": 2,
+        "nested": {"x": [1, 2.5, None, True]},
+    },
     {"kind": "hello", "pid": 5, "seq": 0},
     {"kind": "log", "event": "lone \udcff", "seq": 3},
 ]

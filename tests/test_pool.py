@@ -11,11 +11,13 @@ import multiprocessing.pool
 from typing import Any
 
 import pytest
+from conftest import logs_of, read_jsonl
+from conftest import one_span as one
+from conftest import spans_named as named
 from opentelemetry import trace
+from workers import tr_fail_on_two, tr_init, tr_mul, tr_pid, tr_square
 
 import mptrace
-from conftest import one_span as one, spans_named as named, logs_of, read_jsonl
-from workers import tr_fail_on_two, tr_init, tr_mul, tr_pid, tr_square
 
 
 def spans_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -39,16 +41,25 @@ def check_links(tasks: list[dict[str, Any]], workers: list[dict[str, Any]]) -> N
         [link] = task["links"]
         assert link["span_id"] in pid_of, task["name"]
         assert link["attributes"].get("mptrace.link") == "worker process"
-        assert pid_of[link["span_id"]] == task["attributes"]["process.pid"] == task["resource"]["process.pid"]
+        assert (
+            pid_of[link["span_id"]]
+            == task["attributes"]["process.pid"]
+            == task["resource"]["process.pid"]
+        )
 
 
 class TestPoolCalls:
-    def test_every_call_kind_makes_its_span_and_task_spans(self, start_method, session, jsonl):
+    def test_every_call_kind_makes_its_span_and_task_spans(
+        self, start_method, session, jsonl
+    ):
         """map, map_async, starmap, imap, imap_unordered, apply, apply_async: right names, parents, counts."""
         tracer = trace.get_tracer("tests")
         with tracer.start_as_current_span("root") as root:
             pool = mptrace.Pool(
-                2, initializer=tr_init, initargs=("init-tag",), context=mptrace.get_context(start_method)
+                2,
+                initializer=tr_init,
+                initargs=("init-tag",),
+                context=mptrace.get_context(start_method),
             )
             try:
                 assert pool.map(tr_square, range(3)) == [0, 1, 4]
@@ -82,7 +93,9 @@ class TestPoolCalls:
         assert len(square_tasks) == 3 + 1 + 2 + 2 + 1
         assert len(mul_tasks) == 2 + 1
 
-        def children_of(span: dict[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        def children_of(
+            span: dict[str, Any], tasks: list[dict[str, Any]]
+        ) -> list[dict[str, Any]]:
             return [t for t in tasks if t["parent_span_id"] == span["span_id"]]
 
         assert sorted(len(children_of(m, square_tasks)) for m in maps) == [1, 3]
@@ -91,7 +104,10 @@ class TestPoolCalls:
             assert len(children_of(one(spans, name), tasks)) == count, name
         # apply and apply_async: the task hangs directly under the span current at submission.
         direct = [t for t in square_tasks + mul_tasks if t["parent_span_id"] == root_id]
-        assert sorted(t["name"] for t in direct) == ["task workers.tr_mul", "task workers.tr_square"]
+        assert sorted(t["name"] for t in direct) == [
+            "task workers.tr_mul",
+            "task workers.tr_square",
+        ]
         workers = process_spans(spans)
         assert len(workers) == 2
         check_links(square_tasks + mul_tasks, workers)
@@ -102,7 +118,9 @@ class TestPoolCalls:
         for record in inits:
             assert record["span_id"] == by_pid[record["pid"]]["span_id"]
 
-    def test_an_imap_not_read_to_the_end_still_ends_its_span(self, start_method, session, jsonl):
+    def test_an_imap_not_read_to_the_end_still_ends_its_span(
+        self, start_method, session, jsonl
+    ):
         """imap / imap_unordered read for one item, then dropped: their spans still arrive, parents of their tasks."""
         with trace.get_tracer("tests").start_as_current_span("root"):
             pool = mptrace.Pool(2, context=mptrace.get_context(start_method))
@@ -119,26 +137,54 @@ class TestPoolCalls:
         spans = spans_of(read_jsonl(jsonl))
         tasks = named(spans, "task workers.tr_square")
         assert len(tasks) == 6
-        for name in ("Pool.imap workers.tr_square", "Pool.imap_unordered workers.tr_square"):
+        for name in (
+            "Pool.imap workers.tr_square",
+            "Pool.imap_unordered workers.tr_square",
+        ):
             span = one(spans, name)
             assert span["status"] != "error", span["status_message"]
-            assert len([t for t in tasks if t["parent_span_id"] == span["span_id"]]) == 3, name
+            assert (
+                len([t for t in tasks if t["parent_span_id"] == span["span_id"]]) == 3
+            ), name
 
 
 class TestMapTasksAreChunks:
-    def test_a_map_task_span_covers_its_chunk_and_every_item_is_counted(self, start_method, session, jsonl):
+    def test_a_map_task_span_covers_its_chunk_and_every_item_is_counted(
+        self, start_method, session, jsonl
+    ):
         """map with chunksize=10 over 40 items: 4 task spans of 10 items each, all under the map span."""
         with mptrace.Pool(2, context=mptrace.get_context(start_method)) as pool:
-            assert pool.map(tr_square, range(40), chunksize=10) == [x * x for x in range(40)]
-            assert pool.starmap(tr_mul, [(i, 2) for i in range(9)], chunksize=4) == [2 * i for i in range(9)]
+            assert pool.map(tr_square, range(40), chunksize=10) == [
+                x * x for x in range(40)
+            ]
+            assert pool.starmap(tr_mul, [(i, 2) for i in range(9)], chunksize=4) == [
+                2 * i for i in range(9)
+            ]
         session.shutdown()
         spans = spans_of(read_jsonl(jsonl))
         the_map = one(spans, "Pool.map workers.tr_square")
-        tasks = [s for s in named(spans, "task workers.tr_square") if s["parent_span_id"] == the_map["span_id"]]
-        assert [t["attributes"]["mptrace.task.items"] for t in tasks] == [10, 10, 10, 10]
+        tasks = [
+            s
+            for s in named(spans, "task workers.tr_square")
+            if s["parent_span_id"] == the_map["span_id"]
+        ]
+        assert [t["attributes"]["mptrace.task.items"] for t in tasks] == [
+            10,
+            10,
+            10,
+            10,
+        ]
         star = one(spans, "Pool.starmap workers.tr_mul")
-        star_tasks = [s for s in named(spans, "task workers.tr_mul") if s["parent_span_id"] == star["span_id"]]
-        assert sorted(t["attributes"]["mptrace.task.items"] for t in star_tasks) == [1, 4, 4]
+        star_tasks = [
+            s
+            for s in named(spans, "task workers.tr_mul")
+            if s["parent_span_id"] == star["span_id"]
+        ]
+        assert sorted(t["attributes"]["mptrace.task.items"] for t in star_tasks) == [
+            1,
+            4,
+            4,
+        ]
 
     def test_get_context_pool_is_the_traced_pool(self, start_method, session, jsonl):
         """mptrace.get_context(method).Pool() is mptrace.Pool, so its tasks are traced."""
@@ -151,7 +197,9 @@ class TestMapTasksAreChunks:
 
 
 class TestPoolTaskErrors:
-    def test_a_raising_task_is_an_error_span_and_the_caller_gets_the_exception(self, start_method, session, jsonl):
+    def test_a_raising_task_is_an_error_span_and_the_caller_gets_the_exception(
+        self, start_method, session, jsonl
+    ):
         """Task raises: its span has status error and the exception; map raises it with a RemoteTraceback."""
         with trace.get_tracer("tests").start_as_current_span("root"):
             with mptrace.Pool(2, context=mptrace.get_context(start_method)) as pool:
@@ -183,15 +231,22 @@ class TestPoolTaskErrors:
         assert record["exc"]["type"] == "ValueError"
         assert "the task's cause" in record["exc"]["traceback"]
         assert record["pid"] == task["attributes"]["process.pid"]
-        assert record["span_id"] == task["span_id"] and record["trace_id"] == task["trace_id"]
+        assert (
+            record["span_id"] == task["span_id"]
+            and record["trace_id"] == task["trace_id"]
+        )
         assert any(e["name"] == "log" for e in task["events"])
 
 
 class TestMaxTasksPerChild:
-    def test_every_task_has_a_span_and_every_worker_a_process_span(self, start_method, session, jsonl):
+    def test_every_task_has_a_span_and_every_worker_a_process_span(
+        self, start_method, session, jsonl
+    ):
         """maxtasksperchild=1: 4 tasks in 4 workers; replacements hang under the pool's span too."""
         with trace.get_tracer("tests").start_as_current_span("root") as root:
-            pool = mptrace.Pool(2, maxtasksperchild=1, context=mptrace.get_context(start_method))
+            pool = mptrace.Pool(
+                2, maxtasksperchild=1, context=mptrace.get_context(start_method)
+            )
             try:
                 pids = pool.map(tr_pid, range(4), chunksize=1)
             finally:
@@ -208,19 +263,25 @@ class TestMaxTasksPerChild:
         assert len(workers) > 2, "the pool started replacement workers"
         assert {w["attributes"]["process.pid"] for w in workers} >= set(pids)
         for w in workers:
-            assert w["parent_span_id"] == root_id and w["trace_id"] == trace_id, w["name"]
+            assert w["parent_span_id"] == root_id and w["trace_id"] == trace_id, w[
+                "name"
+            ]
             assert w["attributes"]["process.exit.code"] == 0
             assert w["status"] != "error"
         check_links(tasks, workers)
 
 
 class TestPoolContextManager:
-    def test_with_block_loses_no_task_span_and_no_worker_is_an_error(self, start_method, session, jsonl):
+    def test_with_block_loses_no_task_span_and_no_worker_is_an_error(
+        self, start_method, session, jsonl
+    ):
         """`with Pool(2) as pool: pool.map(...)` terminates the workers: still every task span, no error."""
         items = 8
         with trace.get_tracer("tests").start_as_current_span("root"):
             with mptrace.Pool(2, context=mptrace.get_context(start_method)) as pool:
-                assert pool.map(tr_square, range(items)) == [i * i for i in range(items)]
+                assert pool.map(tr_square, range(items)) == [
+                    i * i for i in range(items)
+                ]
         session.shutdown()
         spans = spans_of(read_jsonl(jsonl))
         tasks = named(spans, "task workers.tr_square")
@@ -238,7 +299,9 @@ class TestPoolContextManager:
 
 
 class TestProcessPoolExecutor:
-    def test_submit_and_map_hang_under_the_right_spans(self, start_method, session, jsonl):
+    def test_submit_and_map_hang_under_the_right_spans(
+        self, start_method, session, jsonl
+    ):
         """submit → task under the current span; map → a map span with a task per item."""
         tracer = trace.get_tracer("tests")
         with tracer.start_as_current_span("root") as root:
@@ -259,7 +322,9 @@ class TestProcessPoolExecutor:
         assert {s["trace_id"] for s in spans} == {trace_id}
         squares = named(spans, "task workers.tr_square")
         assert len(squares) == 4
-        assert [t["parent_span_id"] for t in squares].count(root_id) == 1, "submit(tr_square, 4)"
+        assert [t["parent_span_id"] for t in squares].count(root_id) == 1, (
+            "submit(tr_square, 4)"
+        )
         [mul] = named(spans, "task workers.tr_mul")
         assert mul["parent_span_id"] == inner_id
         [fail] = named(spans, "task workers.tr_fail_on_two")
@@ -269,7 +334,9 @@ class TestProcessPoolExecutor:
         ex_map = one(spans, "ProcessPoolExecutor.map workers.tr_square")
         assert ex_map["parent_span_id"] == root_id
         assert ex_map["status"] == "unset"
-        assert len([t for t in squares if t["parent_span_id"] == ex_map["span_id"]]) == 3
+        assert (
+            len([t for t in squares if t["parent_span_id"] == ex_map["span_id"]]) == 3
+        )
         workers = process_spans(spans)
         assert 1 <= len(workers) <= 2
         for w in workers:

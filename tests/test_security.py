@@ -19,7 +19,7 @@ from workers import log_n, log_secrets
 
 import mptrace
 import mptrace.processors
-from mptrace import _events, _stream, _transport
+from mptrace import _events, _stream
 from mptrace.processors import DEFAULT_SECRET_KEYS, Redact
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
@@ -29,7 +29,8 @@ SECRETS = ("hunter2-std", "tok-std", "ak-sl", "at-sl", "xak-sl")
 
 def refusals(events: list[dict]) -> list[dict]:
     return [
-        e for e in logs_of(events, logger="mptrace", process="mptrace-listener")
+        e
+        for e in logs_of(events, logger="mptrace", process="mptrace-listener")
         if REFUSED in e["event"]
     ]
 
@@ -90,24 +91,30 @@ def evil_payloads(path: Path) -> dict[str, bytes]:
     hello = _events.encode({"kind": "hello", "pid": 1, "seq": 0})
     return {
         "framed": hello + _events.HEADER.pack(len(body)) + body,
-        "framed-large": _events.HEADER.pack(len(padded)) + padded,  # longer than any answer
+        "framed-large": _events.HEADER.pack(len(padded))
+        + padded,  # longer than any answer
         "unframed": body,
     }
 
 
 class TestHandshake:
     @pytest.mark.parametrize("key", ["wrong", "empty", "one-bit-off"])
-    def test_wrong_key_is_refused_and_others_still_arrive(self, start_method, session, jsonl, key):
+    def test_wrong_key_is_refused_and_others_still_arrive(
+        self, start_method, session, jsonl, key
+    ):
         """A client with a wrong key is refused and reported; legitimate records still arrive."""
         authkey = {
             "wrong": b"wrong",
             "empty": b"",
-            "one-bit-off": bytes([session.child_config.authkey[0] ^ 1]) + session.child_config.authkey[1:],
+            "one-bit-off": bytes([session.child_config.authkey[0] ^ 1])
+            + session.child_config.authkey[1:],
         }[key]
         with pytest.raises(AuthenticationError):
             Client(session.address, family="AF_UNIX", authkey=authkey)
         logging.getLogger("tests.security").info("parent after refusal")
-        child = mptrace.get_context(start_method).Process(target=log_n, args=(5, "after-refusal"))
+        child = mptrace.get_context(start_method).Process(
+            target=log_n, args=(5, "after-refusal")
+        )
         child.start()
         child.join(60)
         assert child.exitcode == 0
@@ -143,14 +150,20 @@ class TestHandshake:
         assert len(refusals(events)) == 1
         assert not logs_of(events, event="evil")
         assert not [e for e in events if "evil" in str(e.get("event"))]
-        assert len(logs_of(events, event="legitimate after garbage", pid=os.getpid())) == 1
+        assert (
+            len(logs_of(events, event="legitimate after garbage", pid=os.getpid())) == 1
+        )
 
-    def test_a_silent_client_does_not_hold_up_others(self, start_method, session, jsonl):
+    def test_a_silent_client_does_not_hold_up_others(
+        self, start_method, session, jsonl
+    ):
         """While a connection sits in its handshake, a child still joins and logs at once."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
             silent.connect(session.address)
             t0 = time.monotonic()
-            child = mptrace.get_context(start_method).Process(target=log_n, args=(3, "beside-silent"))
+            child = mptrace.get_context(start_method).Process(
+                target=log_n, args=(3, "beside-silent")
+            )
             child.start()
             child.join(60)
             elapsed = time.monotonic() - t0
@@ -190,7 +203,9 @@ class TestRedactionInSessions:
 
     def test_default_keys_are_redacted_in_a_child(self, start_method, session, jsonl):
         """The same holds for records from a child process."""
-        child = mptrace.get_context(start_method).Process(target=log_secrets, args=("child",))
+        child = mptrace.get_context(start_method).Process(
+            target=log_secrets, args=("child",)
+        )
         child.start()
         child.join(60)
         assert child.exitcode == 0
@@ -202,7 +217,9 @@ class TestRedactionInSessions:
 
     def test_secrets_inside_dict_subclasses_are_redacted(self, session, jsonl):
         """A secret under an OrderedDict or defaultdict is redacted like one under a dict."""
-        headers = collections.OrderedDict(Authorization="Bearer od-secret", Accept="*/*")
+        headers = collections.OrderedDict(
+            Authorization="Bearer od-secret", Accept="*/*"
+        )
         cookies = collections.defaultdict(str, session_id="dd-secret")
         logging.getLogger("tests.security").info(
             "subclassed", extra={"headers": headers, "cookies": cookies}
@@ -254,9 +271,22 @@ class TestRedactionInSessions:
 class TestRedactProcessor:
     @pytest.mark.parametrize(
         "key",
-        ["password", "PASSWORD", "db_password", "X-Api-Key", "api-key", "access_token",
-         "token_count", "Set-Cookie", "cookie_jar", "session_id", "aws_secret",
-         "private_key", "Authorization", "proxy-authorization"],
+        [
+            "password",
+            "PASSWORD",
+            "db_password",
+            "X-Api-Key",
+            "api-key",
+            "access_token",
+            "token_count",
+            "Set-Cookie",
+            "cookie_jar",
+            "session_id",
+            "aws_secret",
+            "private_key",
+            "Authorization",
+            "proxy-authorization",
+        ],
     )
     def test_default_keys_match(self, key):
         """Equal, '_'-suffixed or '_'-prefixed forms of a default key match, any case, '-' as '_'."""
@@ -264,7 +294,17 @@ class TestRedactProcessor:
         assert Redact()(None, "info", {key: "v"}) == {key: "[redacted]"}
 
     @pytest.mark.parametrize(
-        "key", ["tokens_used", "passwords", "mytoken", "secretary", "user", "event", "key", ""]
+        "key",
+        [
+            "tokens_used",
+            "passwords",
+            "mytoken",
+            "secretary",
+            "user",
+            "event",
+            "key",
+            "",
+        ],
     )
     def test_other_keys_do_not_match(self, key):
         """A default key inside a longer word, without an '_', does not match."""
@@ -283,15 +323,20 @@ class TestRedactProcessor:
         """Secrets inside dicts inside lists inside dicts are redacted; other values are kept."""
         event = {
             "event": "e",
-            "config": {"db": {"password": "p", "host": "h"}, "items": [{"token": "t"}, 3, "x"],
-                       3: {"password": "under a non-str key"}},
+            "config": {
+                "db": {"password": "p", "host": "h"},
+                "items": [{"token": "t"}, 3, "x"],
+                3: {"password": "under a non-str key"},
+            },
             "matrix": [[{"api_key": "k"}]],
         }
         assert Redact()(None, "info", event) == {
             "event": "e",
-            "config": {"db": {"password": "[redacted]", "host": "h"},
-                       "items": [{"token": "[redacted]"}, 3, "x"],
-                       3: {"password": "[redacted]"}},
+            "config": {
+                "db": {"password": "[redacted]", "host": "h"},
+                "items": [{"token": "[redacted]"}, 3, "x"],
+                3: {"password": "[redacted]"},
+            },
             "matrix": [[{"api_key": "[redacted]"}]],
         }
 
@@ -312,7 +357,9 @@ class TestRedactProcessor:
 
     def test_custom_placeholder(self):
         """The placeholder can be chosen."""
-        assert Redact(["pin"], placeholder="***")(None, "info", {"pin": 1234}) == {"pin": "***"}
+        assert Redact(["pin"], placeholder="***")(None, "info", {"pin": 1234}) == {
+            "pin": "***"
+        }
 
     def test_a_single_string_is_a_type_error(self):
         """Redact("password") would match letters; it is refused with TypeError."""
@@ -333,7 +380,11 @@ class TestRedactProcessor:
         assert back.keys == ("ssn", "x_pin")
         assert back.placeholder == "<gone>"
         event = {"ssn": 1, "X-Pin": 2, "name": 3}
-        assert back(None, "info", dict(event)) == {"ssn": "<gone>", "X-Pin": "<gone>", "name": 3}
+        assert back(None, "info", dict(event)) == {
+            "ssn": "<gone>",
+            "X-Pin": "<gone>",
+            "name": 3,
+        }
 
     def test_docstring_examples(self):
         """The examples in mptrace.processors run as documented."""

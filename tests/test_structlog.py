@@ -62,7 +62,9 @@ class TestValues:
         _check_typed(event, "parent")
         assert event["pid"] == os.getpid()
 
-    def test_values_arrive_as_json_values_from_a_child(self, start_method, session, jsonl):
+    def test_values_arrive_as_json_values_from_a_child(
+        self, start_method, session, jsonl
+    ):
         """The same event logged in a child arrives with the same types."""
         pid = _run_child(start_method, structlog_typed, "child")
         session.shutdown()
@@ -96,7 +98,9 @@ class TestValues:
         (third,) = logs_of(events, event="no context")
         assert "request_id" not in third
 
-    def test_key_named_like_a_core_field_is_kept_with_an_underscore(self, session, jsonl):
+    def test_key_named_like_a_core_field_is_kept_with_an_underscore(
+        self, session, jsonl
+    ):
         """A key-value named pid or level does not overwrite mptrace's own field."""
         mptrace.get_logger("tests.core").info("clash", pid="mine", seq="mine too")
         session.shutdown()
@@ -133,8 +137,14 @@ class TestLevels:
 
     @pytest.mark.parametrize(
         "method, level",
-        [("warning", "warning"), ("warn", "warning"), ("error", "error"),
-         ("critical", "critical"), ("info", "info"), ("debug", "debug")],
+        [
+            ("warning", "warning"),
+            ("warn", "warning"),
+            ("error", "error"),
+            ("critical", "critical"),
+            ("info", "info"),
+            ("debug", "debug"),
+        ],
     )
     def test_level_names(self, session, jsonl, method, level):
         """Each structlog method gives its lowercase level name."""

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-
-import mptrace
 import workers
 from conftest import logs_of, read_jsonl
+from opentelemetry import trace
 from workers import (
     TrError,
     TrHolder,
@@ -31,6 +29,8 @@ from workers import (
     tr_traced_task,
 )
 
+import mptrace
+
 TESTS = Path(__file__).resolve().parent
 log = logging.getLogger("tests.traced")
 
@@ -41,7 +41,9 @@ def spans_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def one(spans: list[dict[str, Any]], name: str) -> dict[str, Any]:
     found = [s for s in spans if s["name"] == name]
-    assert len(found) == 1, f"{len(found)} spans named {name!r}; all: {sorted(s['name'] for s in spans)}"
+    assert len(found) == 1, (
+        f"{len(found)} spans named {name!r}; all: {sorted(s['name'] for s in spans)}"
+    )
     return found[0]
 
 
@@ -51,7 +53,11 @@ def span_id_of(span: Any) -> str:
 
 def args_of(span: dict[str, Any]) -> dict[str, Any]:
     prefix = "code.function.args."
-    return {k[len(prefix):]: v for k, v in span["attributes"].items() if k.startswith(prefix)}
+    return {
+        k[len(prefix) :]: v
+        for k, v in span["attributes"].items()
+        if k.startswith(prefix)
+    }
 
 
 class TestNamesAndAttributes:
@@ -108,15 +114,24 @@ class TestGeneratorsAndCoroutines:
         events = read_jsonl(jsonl)
         span = one(spans_of(events), "tr_traced_gen")
         assert span["parent_span_id"] == span_id_of(consumer)
-        inside = logs_of(events, event="generating") + logs_of(events, event="generator done")
+        inside = logs_of(events, event="generating") + logs_of(
+            events, event="generator done"
+        )
         assert len(inside) == 4
         for record in inside:
             assert record["span_id"] == span["span_id"]
             assert span["start_ns"] <= record["ts"] <= span["end_ns"]
         for record in logs_of(events, event="consumer got"):
-            assert record["span_id"] == span_id_of(consumer), "the caller is not inside the generator's span"
-        assert [e["attributes"]["log.message"] for e in span["events"] if e["name"] == "log"] == [
-            "generating", "generating", "generating", "generator done",
+            assert record["span_id"] == span_id_of(consumer), (
+                "the caller is not inside the generator's span"
+            )
+        assert [
+            e["attributes"]["log.message"] for e in span["events"] if e["name"] == "log"
+        ] == [
+            "generating",
+            "generating",
+            "generating",
+            "generator done",
         ]
 
     def test_generator_closed_early_ends_its_span(self, session, jsonl):
@@ -164,8 +179,17 @@ class TestPickling:
     @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
     def test_decorated_functions_pickle_by_reference(self, protocol):
         """pickle round-trips every decorated function to the very same object."""
-        for func in (tr_traced_add, tr_traced_named, tr_traced_gen, tr_traced_coro, tr_traced_task):
-            assert pickle.loads(pickle.dumps(func, protocol=protocol)) is func, (func, protocol)
+        for func in (
+            tr_traced_add,
+            tr_traced_named,
+            tr_traced_gen,
+            tr_traced_coro,
+            tr_traced_task,
+        ):
+            assert pickle.loads(pickle.dumps(func, protocol=protocol)) is func, (
+                func,
+                protocol,
+            )
 
     def test_decorated_function_is_a_pool_task(self, start_method, session, jsonl):
         """Pool.map of a @traced function: each task span holds the function's own span."""
@@ -208,9 +232,16 @@ print(json.dumps(out))
         for key in list(env):
             if key.startswith("OTEL_"):
                 del env[key]
-        env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(TESTS), env.get("PYTHONPATH", "")]
+        ).rstrip(os.pathsep)
         proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -231,7 +262,9 @@ print(json.dumps(out))
 
 
 class TestAsyncGenerators:
-    def test_an_async_generator_is_one_span_over_its_whole_iteration(self, session, jsonl):
+    def test_an_async_generator_is_one_span_over_its_whole_iteration(
+        self, session, jsonl
+    ):
         """The span of an async generator starts at the call and ends after the last item."""
         import asyncio
 
@@ -246,11 +279,17 @@ class TestAsyncGenerators:
 
         assert asyncio.run(consume()) == [0, 1, 2]
         session.shutdown()
-        spans = [e for e in read_jsonl(jsonl) if e.get("kind") == "span" and e["name"] == "agen"]
+        spans = [
+            e
+            for e in read_jsonl(jsonl)
+            if e.get("kind") == "span" and e["name"] == "agen"
+        ]
         assert len(spans) == 1
         assert spans[0]["status"] == "unset"
 
-    def test_an_exception_inside_an_async_generator_is_recorded_and_raised(self, session, jsonl):
+    def test_an_exception_inside_an_async_generator_is_recorded_and_raised(
+        self, session, jsonl
+    ):
         """An exception raised mid-iteration ends the span as an error and reaches the caller."""
         import asyncio
 
@@ -265,6 +304,14 @@ class TestAsyncGenerators:
         with pytest.raises(KeyError):
             asyncio.run(consume())
         session.shutdown()
-        (span,) = [e for e in read_jsonl(jsonl) if e.get("kind") == "span" and e["name"] == "agen-fails"]
+        (span,) = [
+            e
+            for e in read_jsonl(jsonl)
+            if e.get("kind") == "span" and e["name"] == "agen-fails"
+        ]
         assert span["status"] == "error"
-        assert [e["attributes"]["exception.type"] for e in span["events"] if e["name"] == "exception"] == ["KeyError"]
+        assert [
+            e["attributes"]["exception.type"]
+            for e in span["events"]
+            if e["name"] == "exception"
+        ] == ["KeyError"]

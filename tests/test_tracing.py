@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import logs_of, read_jsonl
+from conftest import one_span as one
+from conftest import spans_named as named
 from opentelemetry import trace
-
-import mptrace
-from conftest import one_span as one, spans_named as named, logs_of, read_jsonl
 from otlp_receiver import OtlpReceiver
 from workers import tr_square, tr_start_grandchild, tr_start_grandchildren, tr_tree
+
+import mptrace
 
 TESTS = Path(__file__).resolve().parent
 ITEMS = 5
@@ -49,10 +51,14 @@ def from_receiver(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def check_tree(spans: list[dict[str, Any]], out: dict[str, Any], method: str, items: int) -> None:
+def check_tree(
+    spans: list[dict[str, Any]], out: dict[str, Any], method: str, items: int
+) -> None:
     """The spans of ``workers.tr_tree`` form the one expected tree, and nothing else arrived."""
     trace_id = out["trace_id"]
-    assert {s["trace_id"] for s in spans} == {trace_id}, "every span is in the one trace"
+    assert {s["trace_id"] for s in spans} == {trace_id}, (
+        "every span is in the one trace"
+    )
 
     root = one(spans, "root")
     assert root["span_id"] == out["root_span_id"]
@@ -68,14 +74,21 @@ def check_tree(spans: list[dict[str, Any]], out: dict[str, Any], method: str, it
         assert attrs["process.parent_pid"] == out["parent_pid"]
         assert attrs["mptrace.start_method"] == method
         assert attrs["process.exit.code"] == code
-        assert span["resource"]["process.pid"] == out["parent_pid"], "made by the parent"
-        assert span["status"] == ("unset" if code == 0 else "error"), (name, span["status"])
+        assert span["resource"]["process.pid"] == out["parent_pid"], (
+            "made by the parent"
+        )
+        assert span["status"] == ("unset" if code == 0 else "error"), (
+            name,
+            span["status"],
+        )
         assert [e["name"] for e in span["events"]][-1] == "exited"
 
     # The pool's workers: process spans under the span the pool was made in.
     workers = [
-        s for s in spans
-        if s["attributes"].get("mptrace.span") == "process" and "PoolWorker" in s["name"]
+        s
+        for s in spans
+        if s["attributes"].get("mptrace.span") == "process"
+        and "PoolWorker" in s["name"]
     ]
     assert len(workers) == 2, [s["name"] for s in workers]
     for w in workers:
@@ -105,17 +118,25 @@ def check_tree(spans: list[dict[str, Any]], out: dict[str, Any], method: str, it
     assert len(spans) == 1 + 2 + 2 + 1 + items, sorted(s["name"] for s in spans)
 
 
-def run_program(tmp_path: Path, exporters: list[str], method: str, items: int) -> tuple[dict[str, Any], str]:
+def run_program(
+    tmp_path: Path, exporters: list[str], method: str, items: int
+) -> tuple[dict[str, Any], str]:
     """Run ``workers.tr_program`` in a fresh interpreter; its result and its stderr."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
     code = (
         "import json, sys, workers; "
         "print(json.dumps(workers.tr_program(json.loads(sys.argv[1]), sys.argv[2], 'svc', int(sys.argv[3]))))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, json.dumps(exporters), method, str(items)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
@@ -125,7 +146,9 @@ def run_program(tmp_path: Path, exporters: list[str], method: str, items: int) -
 
 
 class TestTree:
-    def test_one_trace_with_the_right_parents_in_json_lines(self, start_method, session, jsonl):
+    def test_one_trace_with_the_right_parents_in_json_lines(
+        self, start_method, session, jsonl
+    ):
         """root → process spans, pool worker spans and Pool.map → one task span per item, one trace."""
         out = tr_tree(start_method, ITEMS)
         assert out["results"] == [i * i for i in range(ITEMS)]
@@ -138,7 +161,10 @@ class TestTree:
         path = tmp_path / "program.jsonl"
         with OtlpReceiver(grpc=False) as rx:
             out, _ = run_program(
-                tmp_path, ["otlp+http:" + rx.http_endpoint, f"jsonl:{path}"], start_method, ITEMS
+                tmp_path,
+                ["otlp+http:" + rx.http_endpoint, f"jsonl:{path}"],
+                start_method,
+                ITEMS,
             )
             expected = 1 + 2 + 2 + 1 + ITEMS
             received = from_receiver(rx.wait_for_spans(expected, timeout=10))
@@ -146,17 +172,25 @@ class TestTree:
         assert out["exitcodes"] == [0, 3]
         check_tree(received, out, start_method, ITEMS)
         for span in received:
-            assert span["resource"].get("service.name") == "svc", (span["name"], span["resource"])
+            assert span["resource"].get("service.name") == "svc", (
+                span["name"],
+                span["resource"],
+            )
             assert span["scope"], span["name"]
         lines = spans_of(read_jsonl(path))
 
         def shape(spans: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
-            return {(s["name"], s["span_id"], s["parent_span_id"], s["status"]) for s in spans}
+            return {
+                (s["name"], s["span_id"], s["parent_span_id"], s["status"])
+                for s in spans
+            }
 
         assert shape(received) == shape(lines)
         by_id = {s["span_id"]: s for s in lines}
         for span in received:  # events (lifecycle, logs) arrive the same way
-            assert [e["name"] for e in span["events"]] == [e["name"] for e in by_id[span["span_id"]]["events"]]
+            assert [e["name"] for e in span["events"]] == [
+                e["name"] for e in by_id[span["span_id"]]["events"]
+            ]
 
 
 class TestServiceName:
@@ -172,7 +206,9 @@ for name, path in (("first", {str(path1)!r}), ("second", {str(path2)!r})):
         pass
     session.shutdown()
 """
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0, proc.stderr
         for name, path in (("first", path1), ("second", path2)):
             span = one(spans_of(read_jsonl(path)), f"work in {name}")
@@ -183,7 +219,9 @@ for name, path in (("first", {str(path1)!r}), ("second", {str(path2)!r})):
 
 
 class TestStaleParent:
-    def test_tasks_follow_the_submitting_span_and_workers_the_creating_span(self, start_method, session, jsonl):
+    def test_tasks_follow_the_submitting_span_and_workers_the_creating_span(
+        self, start_method, session, jsonl
+    ):
         """Pool made inside A, map called inside B: tasks under B's Pool.map, workers under A."""
         tracer = trace.get_tracer("tests")
         with tracer.start_as_current_span("A") as a:
@@ -199,15 +237,19 @@ class TestStaleParent:
         session.shutdown()
         spans = spans_of(read_jsonl(jsonl))
         ids = {
-            name: format(s.get_span_context().span_id, "016x") for name, s in (("A", a), ("B", b), ("C", c))
+            name: format(s.get_span_context().span_id, "016x")
+            for name, s in (("A", a), ("B", b), ("C", c))
         }
         traces = {
-            name: format(s.get_span_context().trace_id, "032x") for name, s in (("A", a), ("B", b), ("C", c))
+            name: format(s.get_span_context().trace_id, "032x")
+            for name, s in (("A", a), ("B", b), ("C", c))
         }
         workers = [s for s in spans if "PoolWorker" in s["name"]]
         assert len(workers) == 2
         for w in workers:
-            assert w["parent_span_id"] == ids["A"], "a worker hangs under the span the pool was made in"
+            assert w["parent_span_id"] == ids["A"], (
+                "a worker hangs under the span the pool was made in"
+            )
             assert w["trace_id"] == traces["A"]
         pool_map = one(spans, "Pool.map workers.tr_square")
         assert pool_map["parent_span_id"] == ids["B"]
@@ -215,7 +257,9 @@ class TestStaleParent:
         assert len(tasks) == 5
         mapped = [t for t in tasks if t["parent_span_id"] == pool_map["span_id"]]
         applied = [t for t in tasks if t["parent_span_id"] == ids["C"]]
-        assert len(mapped) == 4 and len(applied) == 1, [t["parent_span_id"] for t in tasks]
+        assert len(mapped) == 4 and len(applied) == 1, [
+            t["parent_span_id"] for t in tasks
+        ]
         assert {t["trace_id"] for t in mapped} == {traces["B"]}
         assert applied[0]["trace_id"] == traces["C"]
         worker_ids = {w["span_id"] for w in workers}
@@ -224,7 +268,9 @@ class TestStaleParent:
 
 
 class TestNestedChildren:
-    def test_grandchild_span_hangs_under_a_span_of_the_child(self, start_method, session, jsonl):
+    def test_grandchild_span_hangs_under_a_span_of_the_child(
+        self, start_method, session, jsonl
+    ):
         """child → @traced span in the child → grandchild's process span, all in the root's trace."""
         tracer = trace.get_tracer("tests")
         with tracer.start_as_current_span("root") as root:
@@ -248,7 +294,9 @@ class TestNestedChildren:
         assert in_child["resource"]["process.pid"] == p.pid, "made in the child"
         grandchild = one(spans, "process grandchild")
         assert grandchild["parent_span_id"] == in_child["span_id"]
-        assert grandchild["resource"]["process.pid"] == p.pid, "made and ended by the child"
+        assert grandchild["resource"]["process.pid"] == p.pid, (
+            "made and ended by the child"
+        )
         assert grandchild["attributes"]["process.parent_pid"] == p.pid
         assert grandchild["attributes"]["process.exit.code"] == 0
         assert grandchild["attributes"]["mptrace.start_method"] == start_method
@@ -264,7 +312,9 @@ class TestNestedChildren:
         """A child joins its 4 children and returns at once: all 4 process spans still arrive."""
         with trace.get_tracer("tests").start_as_current_span("root"):
             p = mptrace.get_context(start_method).Process(
-                target=tr_start_grandchildren, args=(start_method, 4), name="parent-of-four"
+                target=tr_start_grandchildren,
+                args=(start_method, 4),
+                name="parent-of-four",
             )
             p.start()
             p.join(60)
@@ -277,7 +327,11 @@ class TestNestedChildren:
             span = one(spans, f"process grandchild-{i}")
             assert span["parent_span_id"] == child["span_id"]
             assert span["attributes"]["process.exit.code"] == 0
-        exited = [e for e in events if e.get("kind") == "lifecycle" and e["transition"] == "exited"]
+        exited = [
+            e
+            for e in events
+            if e.get("kind") == "lifecycle" and e["transition"] == "exited"
+        ]
         assert len(exited) == 5, "the child's and its four children's"
 
 
@@ -285,7 +339,9 @@ class TestNestedChildren:
 
 
 class TestLogsInSpans:
-    def test_logs_inside_a_span_become_its_events_and_carry_its_ids(self, session, jsonl):
+    def test_logs_inside_a_span_become_its_events_and_carry_its_ids(
+        self, session, jsonl
+    ):
         """stdlib and structlog records made in a span: "log" events on it; ids on the JSON line."""
         tracer = trace.get_tracer("tests")
         log = logging.getLogger("tests.tracing")
@@ -303,20 +359,30 @@ class TestLogsInSpans:
         trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         for message in ("inside the span", "structlog inside", "failed inside"):
             [record] = logs_of(events, event=message)
-            assert record["trace_id"] == trace_id and record["span_id"] == span_id, message
+            assert record["trace_id"] == trace_id and record["span_id"] == span_id, (
+                message
+            )
         [outside] = logs_of(events, event="outside any span")
         assert "trace_id" not in outside and "span_id" not in outside
         work = one(spans_of(events), "work")
         logged = [e for e in work["events"] if e["name"] == "log"]
         assert [e["attributes"]["log.message"] for e in logged] == [
-            "inside the span", "structlog inside", "failed inside",
+            "inside the span",
+            "structlog inside",
+            "failed inside",
         ]
-        assert [e["attributes"]["log.level"] for e in logged] == ["warning", "info", "error"]
+        assert [e["attributes"]["log.level"] for e in logged] == [
+            "warning",
+            "info",
+            "error",
+        ]
         assert logged[0]["attributes"]["log.logger"] == "tests.tracing"
         assert logged[2]["attributes"]["exception.type"] == "ZeroDivisionError"
         assert logged[2]["attributes"]["exception.message"] == "nothing to divide"
 
-    def test_logs_in_children_carry_the_span_they_were_made_in(self, start_method, session, jsonl):
+    def test_logs_in_children_carry_the_span_they_were_made_in(
+        self, start_method, session, jsonl
+    ):
         """A pool task's log is an event of its task span; a Process child's log carries its process span."""
         ctx = mptrace.get_context(start_method)
         with trace.get_tracer("tests").start_as_current_span("root"):
@@ -332,7 +398,11 @@ class TestLogsInSpans:
         for task in named(spans, "task workers.tr_square"):
             [event] = [e for e in task["events"] if e["name"] == "log"]
             assert event["attributes"]["log.message"] == "squaring"
-            [record] = [r for r in logs_of(events, event="squaring") if r.get("span_id") == task["span_id"]]
+            [record] = [
+                r
+                for r in logs_of(events, event="squaring")
+                if r.get("span_id") == task["span_id"]
+            ]
             assert record["trace_id"] == task["trace_id"]
             assert record["pid"] == task["attributes"]["process.pid"]
         child = one(spans, "process logger-child")
@@ -357,12 +427,19 @@ class TestOtlpUnavailable:
         path = tmp_path / "program.jsonl"
         if receiver == "refusing":
             with OtlpReceiver(grpc=False, refuse=True) as rx:
-                out, err = run_program(tmp_path, ["otlp+http:" + rx.http_endpoint, f"jsonl:{path}"], "fork", 3)
+                out, err = run_program(
+                    tmp_path,
+                    ["otlp+http:" + rx.http_endpoint, f"jsonl:{path}"],
+                    "fork",
+                    3,
+                )
                 assert rx.refused_count >= 1
                 assert rx.spans() == []
         else:
             endpoint = f"http://127.0.0.1:{_closed_port()}"
-            out, err = run_program(tmp_path, ["otlp+http:" + endpoint, f"jsonl:{path}"], "fork", 3)
+            out, err = run_program(
+                tmp_path, ["otlp+http:" + endpoint, f"jsonl:{path}"], "fork", 3
+            )
         assert out["results"] == [0, 1, 4]
         assert out["exitcodes"] == [0, 3]
         assert out["shutdown_s"] < 8.0, out["shutdown_s"]
@@ -370,7 +447,14 @@ class TestOtlpUnavailable:
         spans, logs = spans_of(events), logs_of(events)
         assert len(spans) == 1 + 2 + 2 + 1 + 3, "the JSON lines still get every span"
         # "N spans dropped by ..." or "N events (S spans, L log records) dropped by ..."
-        [summary] = [line for line in err.splitlines() if "at shutdown" in line and "dropped" in line]
-        counts = dict((what, int(n)) for n, what in re.findall(r"(\d+) (spans|log records)\b", summary))
+        [summary] = [
+            line
+            for line in err.splitlines()
+            if "at shutdown" in line and "dropped" in line
+        ]
+        counts = dict(
+            (what, int(n))
+            for n, what in re.findall(r"(\d+) (spans|log records)\b", summary)
+        )
         assert counts.get("spans") == len(spans), summary
         assert counts.get("log records", 0) == len(logs), summary

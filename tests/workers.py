@@ -61,7 +61,9 @@ def nested(depth: int, method: str, n: int) -> None:
     """Log *n* records, then start a child one level deeper through mptrace."""
     log_n(n, f"depth-{depth}")
     if depth > 1:
-        p = mptrace.get_context(method).Process(target=nested, args=(depth - 1, method, n))
+        p = mptrace.get_context(method).Process(
+            target=nested, args=(depth - 1, method, n)
+        )
         p.start()
         p.join(60)
         assert p.exitcode == 0, p.exitcode
@@ -188,7 +190,12 @@ def bad_case_extra_unpicklable(case: str) -> int:
     import threading
 
     _, bad_repr = _bad_objects()
-    extra = {"case": case, "lock": threading.Lock(), "gen": (i for i in ()), "bad": bad_repr()}
+    extra = {
+        "case": case,
+        "lock": threading.Lock(),
+        "gen": (i for i in ()),
+        "bad": bad_repr(),
+    }
     log.info("extra", extra=extra)
     return 1
 
@@ -198,7 +205,9 @@ def bad_case_structlog_kv(case: str) -> int:
 
     _, bad_repr = _bad_objects()
     slog = mptrace.get_logger("tests.bad").bind(bound_lock=threading.Lock())
-    slog.info("kv", case=case, lock=threading.Lock(), gen=(i for i in ()), bad=bad_repr())
+    slog.info(
+        "kv", case=case, lock=threading.Lock(), gen=(i for i in ()), bad=bad_repr()
+    )
     return 1
 
 
@@ -271,7 +280,7 @@ def bad_case_chain_implicit(case: str) -> int:
         try:
             raise KeyError("first context")
         except KeyError:
-            raise RuntimeError("second during handling")
+            raise RuntimeError("second during handling")  # noqa: B904 - the implicit chain is what is tested
     except RuntimeError:
         log.exception("chained", extra={"case": case})
     return 1
@@ -301,7 +310,9 @@ def bad_case_logger_exception(case: str) -> int:
 
 def bad_input_cases() -> list[str]:
     """Names of every ``bad_case_*`` function, in definition order."""
-    return [name[len("bad_case_"):] for name in globals() if name.startswith("bad_case_")]
+    return [
+        name[len("bad_case_") :] for name in globals() if name.startswith("bad_case_")
+    ]
 
 
 def bad_input_run() -> None:
@@ -466,7 +477,9 @@ def tr_start_grandchild(method: str) -> None:
 
 @mptrace.traced(name="start grandchild")
 def _tr_grandchild_in_span(method: str) -> int:
-    p = mptrace.get_context(method).Process(target=tr_square, args=(5,), name="grandchild")
+    p = mptrace.get_context(method).Process(
+        target=tr_square, args=(5,), name="grandchild"
+    )
     p.start()
     p.join(60)
     return p.exitcode if p.exitcode is not None else -999
@@ -485,7 +498,9 @@ def tr_tree(method: str, items: int) -> dict:
     with trace.get_tracer("tests").start_as_current_span("root") as root:
         children = [
             ctx.Process(target=tr_square, args=(3,), name="tree-child-0"),
-            ctx.Process(target=log_then_exit, args=(0, "sys.exit"), name="tree-child-1"),
+            ctx.Process(
+                target=log_then_exit, args=(0, "sys.exit"), name="tree-child-1"
+            ),
         ]
         for p in children:
             p.start()
@@ -526,7 +541,9 @@ def tr_traced_add(a: int, b: int) -> int:
     return a + b
 
 
-@mptrace.traced(name="custom span", attributes={"stage": 2, "team": "core"}, record_args=True)
+@mptrace.traced(
+    name="custom span", attributes={"stage": 2, "team": "core"}, record_args=True
+)
 def tr_traced_named(a: int, b: int = 10, *, label: object = None) -> int:
     """@traced with every option."""
     return a * b
@@ -618,7 +635,10 @@ def tr_write_fd(fd: int) -> None:
 def tr_start_grandchildren(method: str, n: int) -> None:
     """A process target: start *n* grandchildren through mptrace, join them, return at once."""
     ctx = mptrace.get_context(method)
-    children = [ctx.Process(target=tr_square, args=(i,), name=f"grandchild-{i}") for i in range(n)]
+    children = [
+        ctx.Process(target=tr_square, args=(i,), name=f"grandchild-{i}")
+        for i in range(n)
+    ]
     for p in children:
         p.start()
     for p in children:

@@ -15,9 +15,8 @@ from ._pool import Pool, ProcessPoolExecutor, get_context
 from ._process import Process
 from ._session import JoinedSession, Session, get_logger, get_session, init, shutdown
 from ._traced import traced
+from ._version import __version__
 from .exceptions import ConfigurationError, ListenerError, MptraceError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigurationError",

@@ -83,7 +83,9 @@ def check_processors(processors: object) -> tuple[Callable[..., Any], ...]:
     for proc in procs:
         if not callable(proc):
             raise ConfigurationError(f"The processor {proc!r} is not callable.")
-        module = getattr(proc, "__module__", None) or getattr(type(proc), "__module__", None)
+        module = getattr(proc, "__module__", None) or getattr(
+            type(proc), "__module__", None
+        )
         if module == "__main__":
             raise ConfigurationError(
                 f"The processor {proc!r} is defined in __main__, which the listener "
@@ -105,7 +107,7 @@ def default_service_name() -> str:
         return name
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if path:
+    if isinstance(path, str):
         return os.path.splitext(os.path.basename(path))[0]
     return "python"
 

@@ -291,6 +291,8 @@ def span_to_dict(
 ) -> Event:
     """An ended SDK span as a ``span`` event; *plain* makes a value plain."""
     ctx = span.context
+    if ctx is None:
+        raise ValueError("a span without a context")
     parent = span.parent
     scope = span.instrumentation_scope
     status = span.status
@@ -301,8 +303,8 @@ def span_to_dict(
     return {
         "kind": SPAN,
         "name": span.name,
-        "trace_id": hex_id(ctx.trace_id, 32),  # type: ignore[union-attr]
-        "span_id": hex_id(ctx.span_id, 16),  # type: ignore[union-attr]
+        "trace_id": hex_id(ctx.trace_id, 32),
+        "span_id": hex_id(ctx.span_id, 16),
         "parent_span_id": hex_id(parent.span_id, 16) if parent is not None else None,
         "span_kind": span.kind.name.lower(),
         "start_ns": span.start_time,
@@ -364,7 +366,9 @@ def span_from_dict(event: Event, resource: Resource) -> ReadableSpan:
         attributes=otel_attributes(event.get("attributes")),
         events=[
             SpanEventObj(
-                text(e["name"]), event_attributes(e.get("attributes")), timestamp(e["ts"])
+                text(e["name"]),
+                event_attributes(e.get("attributes")),
+                timestamp(e["ts"]),
             )
             for e in event.get("events") or ()
         ],

@@ -23,6 +23,7 @@ import faulthandler
 import logging
 import multiprocessing
 import os
+import resource
 import time
 from typing import Any
 
@@ -273,8 +274,6 @@ def child_running(process: Any, part: Participant) -> None:
 
 def child_finished(process: Any, exitcode: int) -> None:
     """In the child, after ``run()``: returned or raised, and what it used."""
-    import resource
-
     usage = resource.getrusage(resource.RUSAGE_SELF)
     scale = 1 if os.uname().sysname == "Darwin" else 1024  # ru_maxrss: KiB on Linux
     exc = state_of(process).exception

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
@@ -55,6 +56,18 @@ class _NeverRaised(Exception):
     pass
 
 
+class _Held:
+    """A process span waiting for its child's stream to end."""
+
+    __slots__ = ("deadline", "peer", "ready", "span")
+
+    def __init__(self, span: Event, peer: Peer, deadline: float) -> None:
+        self.span = span
+        self.peer = peer
+        self.deadline = deadline
+        self.ready = False
+
+
 class Router:
     """Routes frames by kind to the process table, processors and sinks."""
 
@@ -65,7 +78,9 @@ class Router:
         self.transport = transport
         self.ack_fd = ack_fd
         self.sinks = [_built(spec, cfg) for spec in cfg.exporters]
-        self.raw_sinks = [s for s in self.sinks if callable(getattr(s, "export_raw", None))]
+        self.raw_sinks = [
+            s for s in self.sinks if callable(getattr(s, "export_raw", None))
+        ]
         self.dict_sinks = [s for s in self.sinks if s not in self.raw_sinks]
         self.processors = cfg.processors
         self._drop: type[BaseException] = _NeverRaised
@@ -74,7 +89,8 @@ class Router:
 
             self._drop = DropEvent
         self.table = ProcessTable()
-        self.held: dict[Any, tuple[float, Event]] = {}
+        self.held: dict[Any, _Held] = {}  # by the child's pid
+        self.waiting: dict[Peer, list[Any]] = {}  # a parent's events behind them
         self.ended: OrderedDict[Any, None] = OrderedDict()
         self.sink_errors: dict[int, int] = {}
         self._batch: list[tuple[bytes | None, Event | None, Peer | None]] = []
@@ -116,12 +132,12 @@ class Router:
                 return
             span = self._decode(peer, body)
             if span is not None:
-                self._hold(span)
+                self._hold(peer, span)
         elif kind == _LIFECYCLE:
             event = self._decode(peer, body)
             if event is not None:
                 self.table.on_lifecycle(event)
-                self._batch.append((None, event, peer))
+                self._emit(peer, None, event)
         elif kind in (_SHUTDOWN, _FLUSH):
             if peer.pid == self.cfg.owner_pid:
                 if kind == _SHUTDOWN:
@@ -135,11 +151,11 @@ class Router:
         """An event nothing here changes: raw sinks take its bytes."""
         raw = bytes(body)
         if raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw:
-            self._batch.append((raw, None, peer))
+            self._emit(peer, raw, None)
         else:  # not one JSON line as our encoder writes it: decode, or count it
             event = self._decode(peer, body)
             if event is not None:
-                self._batch.append((None, event, peer))
+                self._emit(peer, None, event)
 
     def _decode(self, peer: Peer, body: memoryview | bytes) -> Event | None:
         try:
@@ -161,31 +177,57 @@ class Router:
                 return  # the processor's decision, as in structlog
             except BaseException as exc:  # even SystemExit must not stop the listener
                 event["mptrace_error"] = f"processor {proc!r} failed: {exc!r}"
-        self._batch.append((None, event, None))
+        self._emit(None, None, event)
+
+    def _emit(self, peer: Peer | None, raw: bytes | None, event: Event | None) -> None:
+        """Queue an event for the sinks, behind a span its process is waiting on."""
+        waiting = self.waiting.get(peer) if peer is not None else None
+        if waiting is not None:
+            waiting.append((raw, event, peer))
+        else:
+            self._batch.append((raw, event, peer))
 
     # -- process spans -------------------------------------------------------
 
-    def _hold(self, span: Event) -> None:
+    def _hold(self, peer: Peer, span: Event) -> None:
         """Export a child's process span once the child's own account is in.
 
         The parent ends the span when it sees the exit; what the child wrote
         before exiting may still sit in its stream. The span waits until that
-        stream ends (``on_end``), for HOLD_SPAN at most.
+        stream ends (``on_end``), for HOLD_SPAN at most, and so does whatever
+        the parent sent after it: a process's lines keep its order.
         """
         pid = (span.get("attributes") or {}).get("process.pid")
         if type(pid) is not int or pid in self.ended:
-            self._release(span)
-        else:
-            self.held[pid] = (time.monotonic() + HOLD_SPAN, span)
+            self.table.complete_span(span)
+            self._emit(peer, None, span)
+            return
+        held = _Held(span, peer, time.monotonic() + HOLD_SPAN)
+        self.held[pid] = held
+        self.waiting.setdefault(peer, []).append((None, None, held))
 
-    def _release(self, span: Event) -> None:
-        self.table.complete_span(span)
-        self._batch.append((None, span, None))
+    def _release(self, pid: Any) -> None:
+        held = self.held.pop(pid, None)
+        if held is None:
+            return
+        self.table.complete_span(held.span)
+        held.ready = True
+        queue = self.waiting.get(held.peer) or []
+        # Everything before the next span still waiting goes out now.
+        while queue:
+            raw, event, item = queue[0]
+            if isinstance(item, _Held):
+                if not item.ready:
+                    break
+                event, item = item.span, None
+            queue.pop(0)
+            self._batch.append((raw, event, item))
+        if not queue:
+            self.waiting.pop(held.peer, None)
 
     def on_end(self, peer: Peer) -> None:
-        held = self.held.pop(peer.pid, None)
-        if held is not None:
-            self._release(held[1])
+        if peer.pid in self.held:
+            self._release(peer.pid)
         else:
             self.ended[peer.pid] = None
             if len(self.ended) > ENDED_MEMORY:
@@ -195,10 +237,9 @@ class Router:
     def on_tick(self) -> None:
         if self.held:
             now = time.monotonic()
-            for pid, (deadline, span) in list(self.held.items()):
-                if now >= deadline:
-                    del self.held[pid]
-                    self._release(span)
+            for pid, held in list(self.held.items()):
+                if now >= held.deadline:
+                    self._release(pid)
         if self._flush_wanted:
             self._flush_wanted = False
             self._answer_flush()
@@ -227,7 +268,10 @@ class Router:
             return
         batch, self._batch = self._batch, []
         if self.raw_sinks:
-            lines = [raw if raw is not None else _events.to_json(ev) for raw, ev, _ in batch]  # type: ignore[arg-type]
+            lines = [
+                raw if raw is not None else _events.to_json(ev or {})
+                for raw, ev, _ in batch
+            ]
             for sink in self.raw_sinks:
                 self._call(sink, sink.export_raw, lines)
         if self.dict_sinks:
@@ -259,7 +303,7 @@ class Router:
 
     def finish(self) -> None:
         for pid in list(self.held):
-            self._release(self.held.pop(pid)[1])
+            self._release(pid)
         self.transport.close()
         self._flush_batch()
         rows = self.table.summary()
@@ -297,7 +341,8 @@ def _built(spec: Any, cfg: ListenerConfig) -> Any:
         raise
     except Exception as exc:
         raise ConfigurationError(
-            f"The exporter {spec.name!r} could not be built: {type(exc).__name__}: {exc}"
+            f"The exporter {spec.name!r} could not be built: "
+            f"{type(exc).__name__}: {exc}"
         ) from None
 
 
@@ -316,8 +361,6 @@ def _stderr(text: str) -> None:
 
 def _remove_session_dir(cfg: ListenerConfig) -> None:
     """The owner died without cleaning up: its private directory goes with us."""
-    import shutil
-
     if cfg.session_dir and os.path.basename(cfg.session_dir).startswith("mptrace-"):
         shutil.rmtree(cfg.session_dir, ignore_errors=True)
 

@@ -156,7 +156,7 @@ class Monitor:
                     os.read(self._wake_r, 4096)
                     continue
                 with self._lock:
-                    watch = self._watches.get(fd)  # type: ignore[call-overload]
+                    watch = self._watches.get(fd) if isinstance(fd, int) else None
                 if watch is not None and self.claim(watch):
                     self._finish(watch, False)
             if time.monotonic() >= next_sample:

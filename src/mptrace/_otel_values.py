@@ -210,8 +210,12 @@ def _log_record_factory() -> Callable[..., Any]:
     try:
         from opentelemetry.sdk._logs import ReadableLogRecord
     except ImportError:  # SDK < 1.39
-        from opentelemetry.sdk._logs import LogData
-        from opentelemetry.sdk._logs import LogRecord as SdkLogRecord
+        from opentelemetry.sdk._logs import (  # type: ignore[attr-defined]
+            LogData,
+        )
+        from opentelemetry.sdk._logs import (  # type: ignore[attr-defined]
+            LogRecord as SdkLogRecord,
+        )
 
         def make_old(resource: Any, scope: Any, **fields: Any) -> Any:
             # These encoders need ids even outside a span (0: none).

@@ -192,12 +192,16 @@ class OtlpSink(SdkSink):
         self.protocol = "http" if spec.name == "otlp+http" else "grpc"
         self.target = spec.target
         self.endpoint = self._describe_endpoint()
-        logs_off = (os.environ.get("OTEL_LOGS_EXPORTER") or "").strip().lower() == "none"
+        logs_off = (
+            os.environ.get("OTEL_LOGS_EXPORTER") or ""
+        ).strip().lower() == "none"
         super().__init__(
             f"{spec.name} ({self.endpoint})",
             cfg,
             span_exporter=self._sdk_exporter("traces"),
-            log_exporter=self._sdk_exporter("logs") if spec.logs and not logs_off else None,
+            log_exporter=self._sdk_exporter("logs")
+            if spec.logs and not logs_off
+            else None,
         )
 
     # -- setup --
@@ -235,6 +239,7 @@ class OtlpSink(SdkSink):
         return kwargs
 
     def _sdk_exporter(self, signal: str) -> Any:
+        Exporter: Any
         if self.protocol == "grpc":
             if signal == "traces":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (

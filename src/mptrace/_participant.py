@@ -196,7 +196,10 @@ class Participant:
 
         self._old_structlog = structlog.get_config()
         structlog.configure(
-            processors=[structlog.contextvars.merge_contextvars, StructlogForwarder()],
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                StructlogForwarder(),  # type: ignore[list-item]
+            ],
             wrapper_class=structlog.make_filtering_bound_logger(self.config.level),
             logger_factory=FunnelLoggerFactory(self.send),
             cache_logger_on_first_use=False,

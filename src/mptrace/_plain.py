@@ -7,6 +7,7 @@ the cap is cut with a marker that says how much was cut.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from typing import Any
 
@@ -77,7 +78,10 @@ def plain(value: Any, depth: int = 0) -> Any:
     if kind is list or kind is tuple or isinstance(value, dict):
         if depth >= MAX_DEPTH:
             # Contents this deep are not copied, so no secret inside can leak.
-            return f"<{kind.__name__} of {len(value)} items nested deeper than {MAX_DEPTH}>"
+            return (
+                f"<{kind.__name__} of {len(value)} items nested deeper than "
+                f"{MAX_DEPTH}>"
+            )
         if kind is list or kind is tuple:
             items = [plain(v, depth + 1) for v in value[:MAX_ITEMS]]
             if len(value) > MAX_ITEMS:
@@ -125,7 +129,5 @@ def exc_info_to_exception(exc_info: Any) -> BaseException | None:
     if isinstance(exc_info, tuple):
         return exc_info[1] if len(exc_info) == 3 else None
     if exc_info:
-        import sys
-
         return sys.exc_info()[1]
     return None

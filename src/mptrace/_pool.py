@@ -28,7 +28,7 @@ import functools
 import multiprocessing.context as mpc
 import multiprocessing.pool
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from . import _tracing
@@ -90,7 +90,9 @@ class _EndingIterator:
 
     def next(self, timeout: float | None = None) -> Any:
         try:
-            return self._inner.next(timeout) if timeout is not None else next(self._inner)
+            return (
+                self._inner.next(timeout) if timeout is not None else next(self._inner)
+            )
         except StopIteration:
             self._end(None)
             raise
@@ -110,7 +112,11 @@ class _EndingIterator:
 def _start_span(tracer: Any, name: str, func: Any, **attributes: Any) -> Any:
     return tracer.start_span(
         f"{name} {qualname(func)}",
-        attributes={"mptrace.span": "submit", "code.function.name": qualname(func), **attributes},
+        attributes={
+            "mptrace.span": "submit",
+            "code.function.name": qualname(func),
+            **attributes,
+        },
     )
 
 
@@ -132,9 +138,11 @@ class Pool(multiprocessing.pool.Pool):
         # Workers started later (maxtasksperchild, a worker that died) are
         # started by the pool's own thread: they take the context of now.
         carrier = _tracing.carrier() if session_tracer() is not None else None
-        self.Process = functools.partial(_pool_worker, carrier)  # type: ignore[assignment]
+        self.Process = functools.partial(_pool_worker, carrier)  # type: ignore[method-assign]
         self._mptrace_open: list[_SpanEnd] = []  # spans that terminate() ends
-        super().__init__(processes, initializer, initargs, maxtasksperchild, _participating(context))
+        super().__init__(
+            processes, initializer, initargs, maxtasksperchild, _participating(context)
+        )
 
     def _track(self, end: _SpanEnd) -> _SpanEnd:
         self._mptrace_open = [e for e in self._mptrace_open if not e._done]
@@ -157,15 +165,26 @@ class Pool(multiprocessing.pool.Pool):
     ) -> Any:
         tracer = session_tracer()
         if tracer is None:
-            return super()._map_async(func, iterable, mapper, chunksize, callback, error_callback)
-        name = "Pool.starmap" if mapper is multiprocessing.pool.starmapstar else "Pool.map"
+            return super()._map_async(  # type: ignore[misc]
+                func, iterable, mapper, chunksize, callback, error_callback
+            )
+        name = (
+            "Pool.starmap"
+            if mapper is multiprocessing.pool.starmapstar  # type: ignore[attr-defined]
+            else "Pool.map"
+        )
         end = self._track(_SpanEnd(_start_span(tracer, name, func)))
         chunk_call = _tracing.ChunkCall(
             mapper, _tracing.carrier(end.span), f"task {qualname(func)}"
         )
         try:
-            result = super()._map_async(
-                func, iterable, chunk_call, chunksize, end.on_result(callback), end.on_error(error_callback)
+            result = super()._map_async(  # type: ignore[misc]
+                func,
+                iterable,
+                chunk_call,
+                chunksize,
+                end.on_result(callback),
+                end.on_error(error_callback),
             )
         except BaseException as exc:
             end(exc)
@@ -174,29 +193,50 @@ class Pool(multiprocessing.pool.Pool):
             end(None)
         return result
 
-    def _imap(self, method: Callable[..., Any], name: str, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int) -> Any:
+    def _imap(
+        self,
+        method: Callable[..., Any],
+        name: str,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int | None,
+    ) -> Any:
         tracer = session_tracer()
         if tracer is None:
             return method(func, iterable, chunksize)
         end = self._track(_SpanEnd(_start_span(tracer, name, func)))
         try:
-            inner = method(_tracing.TaskCall(func, _tracing.carrier(end.span)), iterable, chunksize)
+            inner = method(
+                _tracing.TaskCall(func, _tracing.carrier(end.span)), iterable, chunksize
+            )
         except BaseException as exc:
             end(exc)
             raise
         return _EndingIterator(inner, end)
 
-    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> Any:
+    def imap(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = 1,
+    ) -> Any:
         return self._imap(super().imap, "Pool.imap", func, iterable, chunksize)
 
-    def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> Any:
-        return self._imap(super().imap_unordered, "Pool.imap_unordered", func, iterable, chunksize)
+    def imap_unordered(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = 1,
+    ) -> Any:
+        return self._imap(
+            super().imap_unordered, "Pool.imap_unordered", func, iterable, chunksize
+        )
 
     def apply_async(
         self,
         func: Callable[..., Any],
         args: Iterable[Any] = (),
-        kwds: dict[str, Any] = {},  # noqa: B006 - the stdlib's signature
+        kwds: Mapping[str, Any] = {},
         callback: Callable[..., Any] | None = None,
         error_callback: Callable[..., Any] | None = None,
     ) -> Any:
@@ -205,7 +245,9 @@ class Pool(multiprocessing.pool.Pool):
         return super().apply_async(func, args, kwds, callback, error_callback)
 
 
-def _pool_worker(carrier: dict[str, str] | None, ctx: Any, *args: Any, **kwds: Any) -> Any:
+def _pool_worker(
+    carrier: dict[str, str] | None, ctx: Any, *args: Any, **kwds: Any
+) -> Any:
     process = ctx.Process(*args, **kwds)
     state_of(process).parent_carrier = carrier
     return process
@@ -226,11 +268,17 @@ class ProcessPoolExecutor(cfp.ProcessPoolExecutor):
         initargs: tuple[Any, ...] = (),
         **kwargs: Any,
     ) -> None:
-        super().__init__(max_workers, _participating(mp_context), initializer, initargs, **kwargs)
+        super().__init__(
+            max_workers, _participating(mp_context), initializer, initargs, **kwargs
+        )
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
         # map() submits partial(_process_chunk, TaskCall(...)): already traced per item.
-        is_map_chunk = isinstance(fn, functools.partial) and fn.func is cfp._process_chunk
+        is_map_chunk = (
+            isinstance(fn, functools.partial) and fn.func is cfp._process_chunk
+        )
         if not is_map_chunk and session_tracer() is not None:
             fn = _tracing.TaskCall(fn, _tracing.carrier())
         return super().submit(fn, *args, **kwargs)
@@ -245,11 +293,15 @@ class ProcessPoolExecutor(cfp.ProcessPoolExecutor):
     ) -> Iterator[Any]:
         tracer = session_tracer()
         if tracer is None:
-            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize, **kwargs)
+            return super().map(
+                fn, *iterables, timeout=timeout, chunksize=chunksize, **kwargs
+            )
         end = _SpanEnd(_start_span(tracer, "ProcessPoolExecutor.map", fn))
         task = _tracing.TaskCall(fn, _tracing.carrier(end.span))
         try:
-            results = super().map(task, *iterables, timeout=timeout, chunksize=chunksize, **kwargs)
+            results = super().map(
+                task, *iterables, timeout=timeout, chunksize=chunksize, **kwargs
+            )
         except BaseException as exc:
             end(exc)
             raise
@@ -279,7 +331,7 @@ def _make(method: str) -> tuple[type, type] | None:
         {
             "__module__": __name__,
             "__qualname__": base_process.__name__,
-            "__doc__": f"``{base_process.__name__}`` whose child joins the current session.",
+            "__doc__": f"``{base_process.__name__}`` whose child joins the session.",
         },
     )
 
@@ -306,7 +358,7 @@ def _make(method: str) -> tuple[type, type] | None:
             "Process": process_cls,
             "get_context": get_context,
             "Pool": pool,
-            "__doc__": f"The {method!r} context, whose processes join the current session.",
+            "__doc__": f"The {method!r} context, whose processes join the session.",
         },
     )
     return process_cls, ctx_cls

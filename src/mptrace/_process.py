@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.process
+import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _lifecycle, _participant
 from ._config import ChildConfig
@@ -21,7 +23,13 @@ from ._lifecycle import state_of
 _log = logging.getLogger("mptrace.process")
 
 
-class _Participating:
+if TYPE_CHECKING:
+    _Base = multiprocessing.process.BaseProcess
+else:
+    _Base = object
+
+
+class _Participating(_Base):
     """Mixin for ``BaseProcess`` subclasses: the child joins the session.
 
     With tracing on, the parent also makes the child a span and records its
@@ -30,7 +38,7 @@ class _Participating:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         state_of(self)  # created now: the "created" time
 
     def __getstate__(self) -> dict[str, Any]:
@@ -49,13 +57,13 @@ class _Participating:
         # "started" is when start() began: a forked child may be running
         # before start() returns.
         state.start_ns = time.time_ns()
-        super().start()  # type: ignore[misc]
+        super().start()
         if traced:
             _guard(_lifecycle.after_start, self, part)
 
     def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)  # type: ignore[misc]
-        if state_of(self).watch is not None and self.exitcode is not None:  # type: ignore[attr-defined]
+        super().join(timeout)
+        if state_of(self).watch is not None and self.exitcode is not None:
             _guard(_lifecycle.observed_exit, self)
 
     def close(self) -> None:
@@ -63,15 +71,15 @@ class _Participating:
         if state_of(self).watch is not None and popen is not None:
             if popen.poll() is not None:
                 _guard(_lifecycle.observed_exit, self)
-        super().close()  # type: ignore[misc]
+        super().close()
 
     def terminate(self) -> None:
         _guard(_lifecycle.terminated, self, "terminate")
-        super().terminate()  # type: ignore[misc]
+        super().terminate()
 
     def kill(self) -> None:
         _guard(_lifecycle.terminated, self, "kill")
-        super().kill()  # type: ignore[misc]
+        super().kill()
 
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
         # Runs in the child under every start method; a user's subclass that
@@ -94,12 +102,10 @@ class _Participating:
             if config.tracing:
                 _lifecycle.child_running(self, part)
         except Exception as exc:  # never stop the child for telemetry
-            import sys
-
             sys.stderr.write(f"mptrace: warning: could not join the session: {exc!r}\n")
 
     def _mptrace_wrap_run(self, config: ChildConfig) -> None:
-        run = self.run  # type: ignore[attr-defined]
+        run = self.run
 
         def run_and_report() -> None:
             # Joined here, not earlier: _bootstrap has made this process
@@ -112,7 +118,7 @@ class _Participating:
             except BaseException as exc:
                 _log.error(
                     "process %s raised an uncaught exception",
-                    self.name,  # type: ignore[attr-defined]
+                    self.name,
                     exc_info=True,
                 )
                 _lifecycle.record_exception(self, exc)
@@ -129,7 +135,7 @@ def _guard(func: Any, *args: Any) -> None:
         _log.warning("mptrace could not record a process transition: %r", exc)
 
 
-class Process(_Participating, multiprocessing.Process):  # type: ignore[misc]
+class Process(_Participating, multiprocessing.Process):
     """``multiprocessing.Process`` whose child joins the current session.
 
     Same signature and behaviour as the stdlib class, with the default start

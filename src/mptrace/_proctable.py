@@ -31,7 +31,7 @@ class ProcessTable:
         row = self._row(pid)
         transition = event.get("transition")
         row["name"] = event.get("target_name") or row.get("name")
-        row[transition] = event
+        row[str(transition)] = event
 
     def on_log(self, pid: object, rank: int) -> None:
         """Count a log record of *pid* by the level rank its frame carries."""
@@ -83,10 +83,15 @@ class ProcessTable:
         span["attributes"] = attributes
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per child: pid, name, exit, duration_s, cpu_s, peak_rss_bytes, errors."""
+        """One row per child: pid, name, exit, duration_s, cpu_s, peak_rss_bytes,
+        errors."""
         rows = []
         for pid, row in sorted(self.rows.items()):
-            started, exited, finished = row.get("started"), row.get("exited"), row.get("finished")
+            started, exited, finished = (
+                row.get("started"),
+                row.get("exited"),
+                row.get("finished"),
+            )
             if started is None and finished is None:
                 continue
             if exited is not None:
@@ -101,9 +106,15 @@ class ProcessTable:
             if started is not None and end is not None:
                 duration = (end["ts"] - started["ts"]) / 1e9
             cpu = None
-            source = finished if finished and finished.get("cpu_user_s") is not None else exited
+            source = (
+                finished
+                if finished and finished.get("cpu_user_s") is not None
+                else exited
+            )
             if source and source.get("cpu_user_s") is not None:
-                cpu = (source.get("cpu_user_s") or 0) + (source.get("cpu_system_s") or 0)
+                cpu = (source.get("cpu_user_s") or 0) + (
+                    source.get("cpu_system_s") or 0
+                )
             peaks = [e.get("peak_rss_bytes") for e in (finished, exited) if e]
             peaks = [p for p in peaks if isinstance(p, int)]
             rows.append(

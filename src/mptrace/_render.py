@@ -16,6 +16,7 @@ and at shutdown :func:`format_summary` makes the table of every process.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -49,8 +50,17 @@ LEVEL_STYLES = {
 # What the console shows as columns of its own, or not at all.
 _HIDDEN = frozenset(
     (
-        "kind", "ts", "pid", "ppid", "seq", "run", "process", "exc", "stack",
-        "trace_id", "span_id",
+        "kind",
+        "ts",
+        "pid",
+        "ppid",
+        "seq",
+        "run",
+        "process",
+        "exc",
+        "stack",
+        "trace_id",
+        "span_id",
     )
 )
 
@@ -80,7 +90,7 @@ class _ProcessColumn:
         self.colours = colours
 
     def __call__(self, key: str, value: object) -> str:
-        name, pid = value  # type: ignore[misc]
+        name, pid = value if isinstance(value, tuple) else ("?", value)
         text = f"{name}[{pid}]"
         if self.colours:
             return f"{process_colour(pid)}{text}{RESET}"
@@ -116,7 +126,7 @@ def make_console_renderer(colours: bool) -> Callable[[dict[str, Any]], str]:
             ),
         ),
         Column("level", LogLevelColumnFormatter(styles, reset_style=reset)),
-        Column("process", _ProcessColumn(colours)),  # type: ignore[arg-type]
+        Column("process", _ProcessColumn(colours)),
         Column(
             "logger",
             KeyValueColumnFormatter(
@@ -166,7 +176,7 @@ def make_console_renderer(colours: bool) -> Callable[[dict[str, Any]], str]:
         exc = event.get("exc")
         if isinstance(exc, dict) and exc.get("traceback"):
             view["exception"] = exc["traceback"].rstrip("\n")
-        return renderer(None, str(view["level"]), view)  # type: ignore[arg-type]
+        return renderer(None, str(view["level"]), view)
 
     return render
 
@@ -181,8 +191,6 @@ def render_fallback(event: dict[str, Any]) -> str | None:
     would have printed.
     """
     if not _fallback:
-        import sys
-
         colours = use_colours(sys.stderr)
         _fallback["log"] = make_console_renderer(colours)
         _fallback["span"] = make_span_renderer(colours)
@@ -271,7 +279,8 @@ def lifecycle_line(event: dict[str, Any], stopped: bool = False) -> tuple[str, s
         return "info", f"{text} by {event.get('how', '?')}()"
     if transition == "finished":
         if event.get("outcome") == "raised":
-            exc = event.get("exc") if isinstance(event.get("exc"), dict) else {}
+            exc = event.get("exc")
+            exc = exc if isinstance(exc, dict) else {}
             why = f"{exc.get('type', '?')}: {exc.get('message', '')}"
             return "warning", f"{text} raised {why}"
         return "info", f"{text} {event.get('outcome', '')}".rstrip()
@@ -362,7 +371,9 @@ def format_summary(rows: list[dict[str, Any]], colours: bool) -> str:
 
     def join(texts: list[str], row: dict[str, Any] | None) -> str:
         out = []
-        for i, (text, (_, key, _, right)) in enumerate(zip(texts, _COLUMNS, strict=True)):
+        for i, (text, (_, key, _, right)) in enumerate(
+            zip(texts, _COLUMNS, strict=True)
+        ):
             padded = text.rjust(widths[i]) if right else text.ljust(widths[i])
             if colours and row is not None:
                 if key == "name":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import json
+import multiprocessing
 import os
 import secrets
 import select
@@ -58,7 +59,9 @@ class Session:
             main()
     """
 
-    def __init__(self, listener_config: ListenerConfig, child_config: ChildConfig) -> None:
+    def __init__(
+        self, listener_config: ListenerConfig, child_config: ChildConfig
+    ) -> None:
         self.listener_config = listener_config
         self.child_config = child_config
         self.service_name = listener_config.service_name
@@ -146,8 +149,6 @@ class Session:
             return
         # Python joins non-daemon children after atexit handlers; join them
         # first so that what they log until they end still reaches the listener.
-        import multiprocessing
-
         for child in multiprocessing.active_children():
             if not child.daemon:
                 child.join()
@@ -291,7 +292,11 @@ def init(
         sample_interval=parse_timeout("sample_interval", sample_interval),
     )
     with _lock:
-        if _session is not None and _session.active and _session.owner_pid == os.getpid():
+        if (
+            _session is not None
+            and _session.active
+            and _session.owner_pid == os.getpid()
+        ):
             raise MptraceError(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
@@ -299,7 +304,9 @@ def init(
         folder = _launch.make_dir()
         listener_config.session_dir = folder
         address = os.path.join(folder, "funnel.sock")
-        session = Session(listener_config, dataclasses.replace(child_config, address=address))
+        session = Session(
+            listener_config, dataclasses.replace(child_config, address=address)
+        )
         try:
             session.start()
         except BaseException:
@@ -372,4 +379,3 @@ def get_logger(name: str | None = None, **initial_values: Any) -> Any:
 
     args = (name,) if name is not None else ()
     return structlog.get_logger(*args, **initial_values)
-

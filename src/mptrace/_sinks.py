@@ -90,7 +90,7 @@ class ConsoleSink:
         except UnicodeEncodeError:
             data = text.encode("utf-8", "backslashreplace")
             self.stream.flush()
-            self.stream.buffer.write(data)  # type: ignore[attr-defined]
+            self.stream.buffer.write(data)
 
     def force_flush(self, timeout: float = 5.0) -> bool:
         try:
@@ -281,7 +281,10 @@ REGISTRY: dict[str, SinkType] = {
 
 
 def check(spec: object) -> SinkSpec:
-    """What ``init()`` makes of one item of ``exporters=``; raises ConfigurationError."""
+    """What ``init()`` makes of one item of ``exporters=``.
+
+    Raises ConfigurationError, saying what is allowed.
+    """
     if isinstance(spec, SinkSpec):
         return _check_user(spec) if spec.name not in REGISTRY else spec
     if isinstance(spec, type):

@@ -80,7 +80,7 @@ class FunnelHandler(logging.handlers.QueueHandler):
         super().__init__(None)  # type: ignore[arg-type]
         self.send = send
 
-    def prepare(self, record: logging.LogRecord) -> Event:  # type: ignore[override]
+    def prepare(self, record: logging.LogRecord) -> Event:
         event = _events.log_event(
             _LEVEL_NAMES.get(record.levelname) or record.levelname.lower(),
             record.name,
@@ -180,7 +180,9 @@ class FunnelSpanProcessor:
     then dies has lost nothing.
     """
 
-    def __init__(self, send: Send, resource_of: Callable[[Any], dict[str, Any]]) -> None:
+    def __init__(
+        self, send: Send, resource_of: Callable[[Any], dict[str, Any]]
+    ) -> None:
         self.send = send
         self.resource_of = resource_of
 

@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 
 from . import _events
 from ._events import Event
+from ._plain import safe_repr
 
 #: Seconds a handshake may take before the connection is dropped.
 HANDSHAKE_TIMEOUT = 5.0
@@ -109,6 +110,24 @@ def open_pipe(address: str, authkey: bytes, timeout: float) -> int:
         sock.close()
     os.set_blocking(write_end, False)
     return write_end
+
+
+def take_pipe(sock: socket.socket, authkey: bytes) -> int:
+    """Authenticate the peer on *sock*, then take the pipe it hands over.
+
+    Returns the read end (non-blocking). Raises ``AuthenticationError`` or
+    ``OSError`` when the peer does not hold *authkey* or sends no pipe.
+    """
+    sock.setblocking(True)
+    challenge(sock, authkey, server=True)
+    set_recv_timeout(sock, HANDSHAKE_TIMEOUT)
+    _, fds, _, _ = socket.recv_fds(sock, 16, 4)
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise ConnectionError(f"expected one pipe after the handshake, got {len(fds)}")
+    os.set_blocking(fds[0], False)
+    return fds[0]
 
 
 def _grow_pipe(fd: int) -> None:
@@ -269,8 +288,6 @@ def _encode(event: Event) -> bytes:
     try:
         return _events.encode(event)
     except Exception as exc:  # the last safety net: values are plain already
-        from ._plain import safe_repr
-
         safe = {
             k: v if type(v) in (int, str) else safe_repr(v) for k, v in event.items()
         }

@@ -4,16 +4,16 @@ The decorator starts a span with mptrace's tracer (see ``_tracing.get_tracer``)
 around each call, makes it current while the function's own code runs, and
 ends it, recording an exception and setting the ERROR status: all through
 ``_tracing.run_in_span`` / ``step_in_span``, the one way mptrace runs code in
-a span, which pool tasks use too. Functions, generator functions, coroutine functions and async
-generator functions each get their own wrapper. With no provider recording,
-no span is made.
+a span, which pool tasks use too. Functions, generator functions, coroutine
+functions and async generator functions each get their own wrapper. With no
+provider recording, no span is made.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar, overload
 
 from opentelemetry.trace import INVALID_SPAN
@@ -29,12 +29,20 @@ _ATTR_TYPES = (str, bool, int, float)
 
 def _attribute(value: Any) -> Any:
     if type(value) in _ATTR_TYPES:
-        return value if type(value) is not str or len(value) <= 1024 else value[:1024] + "…"
+        return (
+            value
+            if type(value) is not str or len(value) <= 1024
+            else value[:1024] + "…"
+        )
     text = safe_repr(value)
     return text if len(text) <= 1024 else text[:1024] + "…"
 
 
-def _args_attributes(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:  # type: ignore[type-arg]
+def _args_attributes(
+    signature: inspect.Signature | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
     try:
         bound = signature.bind_partial(*args, **kwargs) if signature else None
     except TypeError:
@@ -49,7 +57,13 @@ def _args_attributes(signature: inspect.Signature | None, args: tuple, kwargs: d
 class _SpanSettings:
     __slots__ = ("attributes", "name", "record_args", "signature")
 
-    def __init__(self, func: Callable[..., Any], name: str | None, attributes: Any, record_args: bool) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        name: str | None,
+        attributes: Any,
+        record_args: bool,
+    ) -> None:
         self.name = name or getattr(func, "__qualname__", None) or safe_repr(func)
         self.attributes = {
             "code.function.name": getattr(func, "__qualname__", self.name),
@@ -80,7 +94,9 @@ def _wrap_sync(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..
     return traced_call
 
 
-def _wrap_coroutine(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
+def _wrap_coroutine(
+    func: Callable[..., Any], settings: _SpanSettings
+) -> Callable[..., Any]:
     @functools.wraps(func)
     async def traced_call(*args: Any, **kwargs: Any) -> Any:
         tracer = get_tracer()
@@ -121,9 +137,11 @@ class _Stepped:
                 step = functools.partial(coro.send, sent)
 
 
-def _wrap_generator(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
+def _wrap_generator(
+    func: Callable[..., Any], settings: _SpanSettings
+) -> Callable[..., Any]:
     @functools.wraps(func)
-    def traced_call(*args: Any, **kwargs: Any) -> Iterator[Any]:
+    def traced_call(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         tracer = get_tracer()
         if tracer is None:
             return (yield from func(*args, **kwargs))
@@ -223,7 +241,9 @@ def traced(
     and with none it calls the function straight through.
     """
     if func is None:
-        return lambda f: traced(f, name=name, attributes=attributes, record_args=record_args)
+        return lambda f: traced(
+            f, name=name, attributes=attributes, record_args=record_args
+        )
     if not callable(func):
         raise TypeError(
             f"@mptrace.traced decorates a function, generator function or coroutine "

@@ -26,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import _participant
+from ._version import __version__
 
 SCOPE = "mptrace"
 _propagator = TraceContextTextMapPropagator()
@@ -46,8 +47,6 @@ def get_tracer() -> Any:
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         tracer = None
     else:
-        from . import __version__
-
         tracer = provider.get_tracer(SCOPE, __version__)
     _cached = (provider, tracer)
     return tracer
@@ -205,7 +204,9 @@ class TaskCall:
         return _run_task(call, args, self.carrier, self.name, 1)
 
 
-def _with_kwargs(func: Callable[..., Any], kwargs: dict[str, Any]) -> Callable[..., Any]:
+def _with_kwargs(
+    func: Callable[..., Any], kwargs: dict[str, Any]
+) -> Callable[..., Any]:
     return lambda *args: func(*args, **kwargs)
 
 

@@ -26,7 +26,7 @@ import time
 from typing import Any, Protocol
 
 from . import _events
-from ._stream import HANDSHAKE_TIMEOUT, challenge, set_recv_timeout
+from ._stream import take_pipe
 
 READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
@@ -190,7 +190,7 @@ class Transport:
             if sock is None:
                 return
             try:
-                result: int | str = _take_pipe(sock, self.authkey)
+                result: int | str = take_pipe(sock, self.authkey)
             except Exception as exc:
                 result = f"failed authentication ({exc.__class__.__name__}: {exc})"
             finally:
@@ -371,7 +371,9 @@ class Transport:
         """Count what was still being written; stop the handshake threads."""
         for peer in list(self.peers.values()):
             if peer.pid != self.owner_pid and peer.reader.pending:
-                self.lost(peer, 1, "its last record was still being written at shutdown")
+                self.lost(
+                    peer, 1, "its last record was still being written at shutdown"
+                )
         for _ in self._workers:
             try:
                 self._incoming.put_nowait(None)
@@ -392,23 +394,3 @@ def _introduce(peer: Peer, body: memoryview) -> None:
         peer.pid = hello.get("pid", "?")
         peer.ppid = hello.get("ppid")
         peer.process = hello.get("process", "?")
-
-
-def _take_pipe(sock: socket.socket, authkey: bytes) -> int:
-    """Authenticate the peer on *sock*, then take the pipe it hands over.
-
-    Returns the read end (non-blocking). Raises ``AuthenticationError`` or
-    ``OSError`` when the peer does not hold *authkey* or sends no pipe.
-    """
-    sock.setblocking(True)
-    challenge(sock, authkey, server=True)
-    set_recv_timeout(sock, HANDSHAKE_TIMEOUT)
-    _, fds, _, _ = socket.recv_fds(sock, 16, 4)
-    if len(fds) != 1:
-        for fd in fds:
-            os.close(fd)
-        raise ConnectionError(f"expected one pipe after the handshake, got {len(fds)}")
-    os.set_blocking(fds[0], False)
-    return fds[0]
-
-

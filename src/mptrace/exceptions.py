@@ -1,9 +1,9 @@
 """Every exception mptrace raises itself::
 
-    MptraceError
-    ├── ConfigurationError (also a ValueError): init() was given something it
-    │                        cannot use; raised at once, nothing started
-    └── ListenerError: the listener process could not be started
+MptraceError
+├── ConfigurationError (also a ValueError): init() was given something it
+│                        cannot use; raised at once, nothing started
+└── ListenerError: the listener process could not be started
 """
 
 from __future__ import annotations

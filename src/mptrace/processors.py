@@ -95,7 +95,9 @@ class Redact:
             return [self._scrub(v, depth + 1) for v in value]
         return value
 
-    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: dict[str, Any]
+    ) -> dict[str, Any]:
         is_secret = self.is_secret
         for key in event_dict.keys() - _CORE_KEYS:
             if type(key) is not str:

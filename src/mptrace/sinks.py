@@ -22,7 +22,8 @@ every process at the end of the run.
 Name a sink class in ``exporters=`` by ``"package.module:Class"``, or with
 arguments through :func:`sink`::
 
-    mptrace.init(exporters=["console", mptrace.sinks.sink("mypkg.sinks:Kafka", topic="runs")])
+    kafka = mptrace.sinks.sink("mypkg.sinks:Kafka", topic="runs")
+    mptrace.init(exporters=["console", kafka])
 
 The module must be importable by the listener (not ``__main__``) and the
 arguments picklable. An OpenTelemetry ``SpanExporter`` or ``LogExporter``
