@@ -651,3 +651,14 @@ def wait_then_log(go, tag: str) -> None:
     """Wait for *go* (at most a minute), then log once."""
     go.wait(60)
     log.info("after the wait", extra={"tag": tag})
+
+
+def log_nested_level_field() -> None:
+    """One info record whose field holds {"level": "error"}, and one real error."""
+    log.info("ok", extra={"check": {"level": "error"}})
+    log.error('real error with "level": "error" in its text')
+
+
+def passthrough_processor(logger, method_name, event_dict):
+    """A listener-side processor that changes nothing."""
+    return event_dict
