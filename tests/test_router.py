@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 from typing import Any
 
 import pytest
@@ -223,6 +222,7 @@ class TestErrorCount:
     def test_errors_are_counted_by_level_not_by_bytes(self, tmp_path, processors):
         """A field holding {"level": "error"} is not an error; a processor changes nothing."""
         import sinks_for_tests
+
         from mptrace.sinks import sink
 
         out = tmp_path / "rows.jsonl"
