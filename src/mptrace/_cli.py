@@ -308,7 +308,8 @@ def report(files: tuple[str, ...], run: str | None, html: str | None,
 
     Without --run, the last run of the files.
     """
-    from ._report import Report, format_report
+    from ._report import Report
+    from ._report_text import report_text
 
     paths = order_files(files)
     selected = resolve_run(run or "last", paths)
@@ -318,7 +319,7 @@ def report(files: tuple[str, ...], run: str | None, html: str | None,
         if selected is None or event.get("run") == selected[0]:
             summary.add(event)
     problems.finish()
-    click.echo(format_report(summary, use_colour(sys.stdout)), color=True)
+    click.echo(report_text(summary, use_colour(sys.stdout)), color=True)
     if html:
         from ._report_html import write_html
 
