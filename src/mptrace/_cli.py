@@ -27,6 +27,7 @@ LEVELS = {
 }  # fmt: skip
 KINDS = ("log", "span", "lifecycle")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _AGO = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 
 
@@ -66,7 +67,8 @@ class When(click.ParamType):
             )
         if moment.tzinfo is None:
             moment = moment.astimezone()
-        return int(moment.timestamp() * 1e9)
+        # Exact to the µs (a float timestamp would round the last digits).
+        return (moment - _EPOCH) // datetime.timedelta(microseconds=1) * 1000
 
 
 class Levels:
