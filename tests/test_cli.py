@@ -19,18 +19,19 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import read_jsonl
+
 from mptrace._cli import main
 from mptrace._render import make_console_renderer
 
 SCRIPT = textwrap.dedent(
-    '''
+    """
     import json, logging, os, sys, threading
     import mptrace
 
@@ -84,7 +85,7 @@ SCRIPT = textwrap.dedent(
                     t.join(30)
             logging.getLogger("demo").info("done")
         print(json.dumps({p.name: p.pid for p in procs} | {"main": os.getpid()}))
-    '''
+    """
 )
 
 _runs: dict[tuple[str, str], tuple[Path, dict[str, int]]] = {}
@@ -99,7 +100,7 @@ def make_run(tmp: Path, method: str, mode: str = "full") -> tuple[Path, dict[str
         path = tmp / f"run-{method}-{mode}.jsonl"
         done = subprocess.run(
             [sys.executable, str(script), str(path), method, mode],
-            capture_output=True, text=True, timeout=120,
+            check=False, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         _runs[key] = (path, json.loads(done.stdout.splitlines()[-1]))
@@ -107,9 +108,21 @@ def make_run(tmp: Path, method: str, mode: str = "full") -> tuple[Path, dict[str
 
 
 @pytest.fixture
-def run(start_method: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+def run(
+    start_method: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, int]]:
     """The full program's file under *start_method*, and its pids."""
     return make_run(tmp_path_factory.getbasetemp(), start_method)
+
+
+def mptrace_command(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mptrace ARGS`` as a program of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "mptrace", *args],
+        check=False, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -134,8 +147,10 @@ class TestLogs:
         boom_trace = next(e["trace_id"] for e in logs if e["pid"] == pids["boom"]
                           and "trace_id" in e)  # fmt: skip
         middle = sorted(e["ts"] for e in logs)[len(logs) // 2]
-        since = (datetime.datetime.fromtimestamp(middle // 10**9)
-                 + datetime.timedelta(microseconds=middle % 10**9 // 1000)).isoformat()
+        since = (
+            datetime.datetime.fromtimestamp(middle // 10**9)
+            + datetime.timedelta(microseconds=middle % 10**9 // 1000)
+        ).isoformat()
         ranks = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
         f = str(path)
         cases: list[tuple[list[str], list[dict[str, Any]]]] = [
@@ -146,7 +161,8 @@ class TestLogs:
             (["--level", "warning", f],
              [e for e in logs if ranks[e["level"]] >= 30]),
             (["--logger", "demo", f],
-             [e for e in logs if e["logger"] == "demo" or e["logger"].startswith("demo.")]),
+             [e for e in logs
+              if e["logger"] == "demo" or e["logger"].startswith("demo.")]),
             (["--grep", "boom|leav", f],
              [e for e in logs if re.search("boom|leav", e["event"])]),
             (["--trace", boom_trace, f],
@@ -167,10 +183,11 @@ class TestLogs:
         """``python -m mptrace logs`` prints each record as the console exporter."""
         path, _ = run
         render = make_console_renderer(colours=False)
-        expected = "".join(render(e) + "\n" for e in read_jsonl(path) if e["kind"] == "log")
+        expected = "".join(
+            render(e) + "\n" for e in read_jsonl(path) if e["kind"] == "log"
+        )
         env = {k: v for k, v in os.environ.items() if k != "FORCE_COLOR"}
-        done = subprocess.run([sys.executable, "-m", "mptrace", "logs", str(path)],
-                              capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        done = mptrace_command("logs", str(path), env=env)
         assert done.returncode == 0, done.stderr
         assert done.stdout == expected
         assert "\x1b[" not in done.stdout
@@ -222,9 +239,11 @@ class TestRuns:
         f = str(mixed)
         assert cli_json("--kind", "all", f) == every
         assert cli_json("--kind", "all", "--run", "last", f) == [
-            e for e in every if e.get("run") == "B"]
+            e for e in every if e.get("run") == "B"
+        ]
         assert cli_json("--kind", "all", "--run", "A", f) == [
-            e for e in every if e.get("run") == "A"]
+            e for e in every if e.get("run") == "A"
+        ]
 
     def test_a_file_without_run_ids_is_one_run(self, tmp_path: Path) -> None:
         """``--run last`` on a file whose lines name no run gives the whole file."""
@@ -244,11 +263,13 @@ class TestBadInput:
             '{"level": "info", "msg": "another program"}\n'
             f"{good[2]}\n" + good[2][:20]
         )
-        done = subprocess.run([sys.executable, "-m", "mptrace", "logs", "--json", str(path)],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = mptrace_command("logs", "--json", str(path))
         assert done.returncode == 0
         assert [json.loads(x)["event"] for x in done.stdout.splitlines()] == [
-            "good 0", "good 1", "good 2"]
+            "good 0",
+            "good 1",
+            "good 2",
+        ]
         errors = done.stderr.splitlines()
         assert len(errors) == 3, errors
         assert errors[0].startswith(f"{path}:2: not JSON (")
@@ -274,8 +295,10 @@ class TestBadInput:
                      ["report"]):  # fmt: skip
             result = CliRunner().invoke(main, args)
             assert result.exit_code == 2, (args, result.output)
-        assert "is not a time" in CliRunner().invoke(
-            main, ["logs", "--since", "soon", str(path)]).stderr
+        assert (
+            "is not a time"
+            in CliRunner().invoke(main, ["logs", "--since", "soon", str(path)]).stderr
+        )
 
 
 def _log_line(n: int) -> bytes:
@@ -295,7 +318,9 @@ def follower(tmp_path: Path) -> Iterator[tuple[Path, Any]]:
     )  # fmt: skip
     lines: queue.Queue[bytes] = queue.Queue()
     assert proc.stdout is not None
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    threading.Thread(
+        target=lambda: [lines.put(x) for x in proc.stdout], daemon=True
+    ).start()  # type: ignore[union-attr]
 
     def next_event() -> str:
         return str(json.loads(lines.get(timeout=20))["event"])
@@ -311,7 +336,7 @@ class TestFollow:
     def test_sees_appended_lines_and_follows_rotation(
         self, follower: tuple[Path, Any]
     ) -> None:
-        """Appends, a line written in two pieces, the old file's last lines, the new file."""
+        """Appends, a line in two pieces, the rotated file's last line, the new file."""
         path, next_event = follower
         assert [next_event(), next_event()] == ["line 1", "line 2"]
         with open(path, "ab") as f:

@@ -11,28 +11,32 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from test_cli import make_run, mptrace_command
 
 from mptrace._cli import main
 from mptrace._timeline import assign_threads
-from test_cli import make_run, run  # noqa: F401 - the fixture is used by name
 
 Run = tuple[Path, dict[str, int]]
 
 
+@pytest.fixture
+def run(start_method: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The full program's file under *start_method*, and its pids."""
+    return make_run(tmp_path_factory.getbasetemp(), start_method)
+
+
 class TestReport:
     def test_names_the_failed_children_and_exits_1(self, run: Run) -> None:
-        """The child that raised and the one that exited 3, with exception and last record."""
+        """The children that raised and exited 3: why, and their last records."""
         path, pids = run
-        done = subprocess.run([sys.executable, "-m", "mptrace", "report", str(path)],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = mptrace_command("report", str(path))
         assert done.returncode == 1, done.stderr
         out = done.stdout
         failed = out.split("Failed processes", 1)[1]
@@ -47,7 +51,8 @@ class TestReport:
         assert "KeyError: 5" in out
         table = out.split("Processes", 1)[1].split("Failed processes", 1)[0]
         for name in ("ok", "boom", "quit3"):
-            assert re.search(rf"^\s+{pids[name]}\s+└ {name}\s", table, re.M), table
+            row = rf"^\s+{pids[name]}\s+└ {name}\s"
+            assert re.search(row, table, re.MULTILINE), table
 
     def test_a_run_without_failures_exits_0(
         self, start_method: str, tmp_path_factory: pytest.TempPathFactory
@@ -81,9 +86,7 @@ class TestTimeline:
         """Every slice has pid, tid, ts and dur; slices on one thread nest."""
         path, pids = run
         out = tmp_path / "trace.json"
-        done = subprocess.run([sys.executable, "-m", "mptrace", "timeline", str(path),
-                               "-o", str(out)], capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
+        done = mptrace_command("timeline", str(path), "-o", str(out))
         assert done.returncode == 0, done.stderr
         trace = json.loads(out.read_text())
         assert trace["displayTimeUnit"] == "ms"
@@ -135,9 +138,11 @@ def assert_nested(spans: list[tuple[int, int]], where: object) -> None:
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-         "--disable-background-networking --disable-component-update --disable-sync "
-         "--window-size=1200,1400").split()  # fmt: skip
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--window-size=1200,1400",
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -148,7 +153,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
     for program in (CHROMIUM, CHROMEDRIVER):
         if not os.access(program, os.X_OK):
-            pytest.skip(f"{program} is not installed (Debian: chromium, chromium-driver)")
+            pytest.skip(
+                f"{program} is not installed (Debian: chromium, chromium-driver)"
+            )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in FLAGS:
@@ -195,7 +202,9 @@ def test_html_report_in_chromium(browser: Any, tmp_path: Path) -> None:
     rows = browser.find_elements("css selector", "#records tbody tr")
     visible = [r for r in rows if r.is_displayed()]
     assert len(visible) == len(rows) > 3
-    browser.find_element("css selector", f"#process-filter option[value='{pids['boom']}']").click()
+    browser.find_element(
+        "css selector", f"#process-filter option[value='{pids['boom']}']"
+    ).click()
     visible = [r for r in rows if r.is_displayed()]
     assert visible and len(visible) < len(rows)
     assert {r.get_attribute("data-pid") for r in visible} == {str(pids["boom"])}

@@ -9,30 +9,20 @@ lines) with filters, and can follow a file like ``tail -F``;
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import sys
-import time
-from typing import IO, Any, Callable, TextIO
+from collections.abc import Callable
+from typing import IO, TextIO
 
 import click
 
-from ._reader import Event, Problems, Reader, last_run, make_prefilter, order_files
-
-#: Levels by rank; a record of a level not named here passes any ``--level``.
-LEVELS = {
-    "notset": 0, "debug": 10, "info": 20, "warning": 30, "warn": 30,
-    "error": 40, "exception": 40, "critical": 50, "fatal": 50,
-}  # fmt: skip
-KINDS = ("log", "span", "lifecycle")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_AGO = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+from ._reader import Event, Problems, Reader, order_files
+from ._select import KINDS, LEVELS, Selection, When, resolve_run
 
 
 def use_colour(stream: TextIO) -> bool:
-    """Colour when *stream* is a terminal; ``NO_COLOR`` and ``FORCE_COLOR`` decide first."""
+    """Colour on a terminal; ``NO_COLOR``, then ``FORCE_COLOR``, decide first."""
     if os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
@@ -41,150 +31,6 @@ def use_colour(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-class When(click.ParamType):
-    """A point in time: an ISO time, or a time ago such as ``10m``; in ns since the epoch."""
-
-    name = "TIME"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip()
-        ago = _AGO.fullmatch(text)
-        if ago:
-            seconds = float(ago.group(1)) * _UNITS[ago.group(2)]
-            return time.time_ns() - int(seconds * 1e9)
-        try:
-            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(
-                f"{text!r} is not a time. Give an ISO time (2024-05-01T10:00:00, "
-                "local unless it says its zone) or a time ago (30s, 10m, 2h, 1d).",
-                param,
-                ctx,
-            )
-        if moment.tzinfo is None:
-            moment = moment.astimezone()
-        # Exact to the µs (a float timestamp would round the last digits).
-        return (moment - _EPOCH) // datetime.timedelta(microseconds=1) * 1000
-
-
-class Levels:
-    """The level and text of each event as the console shows them.
-
-    Lifecycle lines need the history of the run (``terminate()`` makes a death
-    by SIGTERM expected), so every lifecycle event is shown to :meth:`of`
-    before any filter can drop it.
-    """
-
-    def __init__(self) -> None:
-        from ._render import lifecycle_line, span_line
-
-        self.span_line = span_line
-        self.lifecycle_line = lifecycle_line
-        self.stopped: set[object] = set()
-
-    def of(self, event: Event) -> tuple[str, str]:
-        """(level, message) of *event*."""
-        kind = event.get("kind")
-        if kind == "span":
-            return self.span_line(event)
-        if kind == "lifecycle":
-            target, transition = event.get("target_pid"), event.get("transition")
-            if transition == "terminated":
-                self.stopped.add(target)
-            stopped = transition == "exited" and target in self.stopped
-            if stopped:
-                self.stopped.discard(target)
-            return self.lifecycle_line(event, stopped)
-        return str(event.get("level", "")), str(event.get("event", ""))
-
-
-class Selection:
-    """Which events the options ask for; :meth:`matches` decides for one event."""
-
-    def __init__(
-        self,
-        kinds: frozenset[str],
-        processes: tuple[str, ...] = (),
-        pids: tuple[int, ...] = (),
-        level: str | None = None,
-        loggers: tuple[str, ...] = (),
-        traces: tuple[str, ...] = (),
-        spans: tuple[str, ...] = (),
-        grep: re.Pattern[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        run: tuple[str | None] | None = None,
-    ) -> None:
-        self.kinds = kinds
-        self.processes, self.pids = frozenset(processes), frozenset(pids)
-        self.minimum = LEVELS[level] if level else None
-        self.loggers = loggers
-        self.traces, self.spans = frozenset(traces), frozenset(spans)
-        self.grep = grep
-        self.since, self.until = since, until
-        self.run = run
-        self.levels = Levels()
-
-    def prefilter(self) -> Callable[[bytes], bool] | None:
-        """A raw-line test for :class:`Reader` that drops only certain misses."""
-        below = frozenset(
-            name for name, rank in LEVELS.items()
-            if self.minimum is not None and rank < self.minimum
-        )  # fmt: skip
-        if self.kinds == frozenset(KINDS) and not below:
-            return None
-        return make_prefilter(self.kinds, below)
-
-    def matches(self, event: Event) -> tuple[bool, str, str]:
-        """(selected, level, message) of *event*."""
-        kind = event.get("kind")
-        if kind == "lifecycle" or self.minimum is not None or self.grep:
-            level, message = self.levels.of(event)
-        else:
-            level, message = str(event.get("level", "")), ""
-        no = (False, level, message)
-        if kind not in self.kinds:
-            return no
-        if self.run is not None and event.get("run") != self.run[0]:
-            return no
-        if (self.processes or self.pids) and not (
-            event.get("process") in self.processes or event.get("pid") in self.pids
-        ):
-            return no
-        if self.minimum is not None and LEVELS.get(level, self.minimum) < self.minimum:
-            return no
-        if self.loggers:
-            name = str(event.get("logger", ""))
-            if not any(name == p or name.startswith(p + ".") for p in self.loggers):
-                return no
-        if self.traces and event.get("trace_id") not in self.traces:
-            return no
-        if self.spans and event.get("span_id") not in self.spans:
-            return no
-        if self.since is not None or self.until is not None:
-            from ._reader import event_time
-
-            ts = event_time(event)
-            if ts is None or (self.since is not None and ts < self.since):
-                return no
-            if self.until is not None and ts > self.until:
-                return no
-        if self.grep is not None and not self.grep.search(message):
-            return no
-        return True, level, message
-
-
-def resolve_run(run: str | None, paths: list[str]) -> tuple[str | None] | None:
-    """``--run``: None for every run, else a 1-tuple of the run id (None: no id)."""
-    if run is None or run == "all":
-        return None
-    if run == "last":
-        return (last_run(paths),)
-    return (run,)
 
 
 def make_renderer(colours: bool) -> Callable[[Event, str, str], str]:
@@ -236,27 +82,62 @@ def main() -> None:
 
 @main.command()
 @FILES
-@click.option("--process", "processes", multiple=True, metavar="NAME",
-              help="Only this process (repeatable; with --pid, either matches).")
-@click.option("--pid", "pids", multiple=True, type=int, metavar="N",
-              help="Only this pid (repeatable).")
-@click.option("--level", type=click.Choice(list(LEVELS), case_sensitive=False),
-              help="Only this level and above.")
-@click.option("--logger", "loggers", multiple=True, metavar="NAME",
-              help="Only this logger and its children (a.b matches a.b.c, not a.bc).")
-@click.option("--trace", "traces", multiple=True, metavar="ID", help="Only this trace id.")
+@click.option(
+    "--process",
+    "processes",
+    multiple=True,
+    metavar="NAME",
+    help="Only this process (repeatable; with --pid, either matches).",
+)
+@click.option(
+    "--pid",
+    "pids",
+    multiple=True,
+    type=int,
+    metavar="N",
+    help="Only this pid (repeatable).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(list(LEVELS), case_sensitive=False),
+    help="Only this level and above.",
+)
+@click.option(
+    "--logger",
+    "loggers",
+    multiple=True,
+    metavar="NAME",
+    help="Only this logger and its children (a.b matches a.b.c, not a.bc).",
+)
+@click.option(
+    "--trace", "traces", multiple=True, metavar="ID", help="Only this trace id."
+)
 @click.option("--span", "spans", multiple=True, metavar="ID", help="Only this span id.")
 @click.option("--grep", metavar="REGEX", help="Only messages this regex finds.")
 @click.option("--since", type=When(), help="From this time (ISO, or a time ago: 10m).")
 @click.option("--until", type=When(), help="Up to this time.")
 @RUN
-@click.option("--kind", "kinds", multiple=True,
-              type=click.Choice([*KINDS, "all"]), default=("log",), show_default=True,
-              help="Which events: log records, finished spans, process lifecycle.")
-@click.option("-f", "--follow", is_flag=True,
-              help="Keep reading the last file as it grows and after rotation.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the matching lines as they are, one JSON object a line.")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice([*KINDS, "all"]),
+    default=("log",),
+    show_default=True,
+    help="Which events: log records, finished spans, process lifecycle.",
+)
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep reading the last file as it grows and after rotation.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the matching lines as they are, one JSON object a line.",
+)
 def logs(
     files: tuple[str, ...], processes: tuple[str, ...], pids: tuple[int, ...],
     level: str | None, loggers: tuple[str, ...], traces: tuple[str, ...],
@@ -267,7 +148,9 @@ def logs(
     try:
         pattern = re.compile(grep) if grep is not None else None
     except re.error as exc:
-        raise click.BadParameter(f"not a regular expression ({exc}).", param_hint="--grep")
+        raise click.BadParameter(
+            f"not a regular expression ({exc}).", param_hint="--grep"
+        )
     paths = order_files(files)
     chosen = frozenset(KINDS) if "all" in kinds else frozenset(kinds)
     selection = Selection(
@@ -300,10 +183,21 @@ def logs(
 @main.command()
 @FILES
 @RUN
-@click.option("--html", "html", type=click.Path(dir_okay=False, writable=True),
-              help="Also write the report as one self-contained HTML page.")
-@click.option("--last", "last_records", default=5, show_default=True, metavar="N",
-              type=click.IntRange(0, 1000), help="Records shown before each failure.")
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the report as one self-contained HTML page.",
+)
+@click.option(
+    "--last",
+    "last_records",
+    default=5,
+    show_default=True,
+    metavar="N",
+    type=click.IntRange(0, 1000),
+    help="Records shown before each failure.",
+)
 def report(files: tuple[str, ...], run: str | None, html: str | None,
            last_records: int) -> None:  # fmt: skip
     """A run at a glance: processes, failures, pool tasks. Exits 1 if one failed.
@@ -333,10 +227,15 @@ def report(files: tuple[str, ...], run: str | None, html: str | None,
 @main.command()
 @FILES
 @RUN
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the trace-event JSON ('-' for stdout).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the trace-event JSON ('-' for stdout).",
+)
 def timeline(files: tuple[str, ...], run: str | None, output: str) -> None:
-    """Write FILE... as trace-event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing.
+    """Write FILE... as trace-event JSON, for ui.perfetto.dev or chrome://tracing.
 
     A track per process; spans as slices, records and exits as instants.
     Without --run, the last run of the files.
@@ -347,7 +246,7 @@ def timeline(files: tuple[str, ...], run: str | None, output: str) -> None:
     selected = resolve_run(run or "last", paths)
     problems = Problems()
     with click.open_file(output, "w", encoding="utf-8") as out:
-        trace = Timeline(out)
+        trace = Timeline(out)  # type: ignore[arg-type] # a text file
         for _, event in Reader(paths, problems):
             if selected is None or event.get("run") == selected[0]:
                 trace.add(event)
@@ -355,4 +254,3 @@ def timeline(files: tuple[str, ...], run: str | None, output: str) -> None:
     problems.finish()
     if output != "-":
         click.echo(f"mptrace: {trace.count} trace events written to {output}", err=True)
-

@@ -2,8 +2,9 @@
 
 ::
 
-    paths ──order_files()──▶ lines of each file (gzip too) ──keep(raw)?──▶
-        json.loads ──is it an event?──▶ (raw line, event) to the command
+    paths ──order_files()──▶ lines of each file (gzip too) ──keep(raw)?─┐
+        ┌───────────────────────────────────────────────────────────┘
+        └▶ json.loads ──is it an event?──▶ (raw line, event) to the command
                         │
                         └─ no: Problems says "run.jsonl:17: not JSON (...)"
 
@@ -22,7 +23,8 @@ import os
 import re
 import sys
 import time
-from typing import IO, Any, Callable, Iterable, Iterator, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, TextIO, cast
 
 Event = dict[str, Any]
 Prefilter = Callable[[bytes], bool]
@@ -30,6 +32,8 @@ Prefilter = Callable[[bytes], bool]
 #: How many unreadable lines are described before they are only counted.
 MAX_PROBLEMS = 10
 _GZIP_MAGIC = b"\x1f\x8b"
+# json.loads without its wrappers: lines are UTF-8 already and begin with "{".
+_raw_decode = json.JSONDecoder().raw_decode
 
 
 class Problems:
@@ -67,14 +71,21 @@ def open_binary(path: str) -> IO[bytes]:
     f = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
     if f.peek(2)[:2] == _GZIP_MAGIC:
         f.close()
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return f
 
 
 def decode(raw: bytes, where: str, problems: Problems) -> Event | None:
     """The event on line *raw*, or None after telling *problems* why there is none."""
     try:
-        event = json.loads(raw)
+        text = raw.decode("utf-8")
+        if text[:1] != "{":
+            if text.isspace():
+                return None  # a blank line says nothing
+            text = text.lstrip()
+        event, end = _raw_decode(text)
+        if text[end:].strip():
+            raise ValueError(f"extra data after the JSON value: column {end + 1}")
     except UnicodeDecodeError:
         problems.report(where, "not UTF-8; each line must be UTF-8 JSON.")
         return None
@@ -145,8 +156,7 @@ def _lines_backwards(path: str) -> Iterator[bytes]:
             end = start
             lines = block.split(b"\n")
             rest = lines[0] if start > 0 else b""
-            for line in reversed(lines[1:] if start > 0 else lines):
-                yield line
+            yield from reversed(lines[1:] if start > 0 else lines)
 
 
 def _run_of(raw: bytes) -> tuple[bool, str | None]:
@@ -211,7 +221,7 @@ def make_prefilter(kinds: frozenset[str] | None, below: frozenset[str]) -> Prefi
 
     def keep(raw: bytes) -> bool:
         m = head(raw)
-        if m is None or not raw.rstrip().endswith(b"}"):
+        if m is None or not raw.endswith((b"}\n", b"}")):
             return True
         if kinds is not None and m.group(1).decode() not in kinds:
             return False
@@ -260,12 +270,14 @@ class Reader:
             with f:
                 yield from self._lines(path, f, 0)
 
-    def _lines(self, path: str, f: IO[bytes], lineno: int) -> Iterator[tuple[bytes, Event]]:
+    def _lines(
+        self, path: str, f: IO[bytes], lineno: int
+    ) -> Iterator[tuple[bytes, Event]]:
         keep, problems = self.keep, self.problems
         try:
             for raw in f:
                 lineno += 1
-                if (keep is None or keep(raw)) and raw.strip():
+                if raw != b"\n" and (keep is None or keep(raw)):
                     event = decode(raw, f"{path}:{lineno}", problems)
                     if event is not None:
                         yield raw, event
@@ -273,7 +285,7 @@ class Reader:
             problems.report(f"{path}:{lineno + 1}", f"cannot be read ({exc}).")
 
     def _decoded(self, raw: bytes, where: str) -> Event | None:
-        if (self.keep is None or self.keep(raw)) and raw.strip():
+        if raw != b"\n" and (self.keep is None or self.keep(raw)):
             return decode(raw, where, self.problems)
         return None
 

@@ -9,12 +9,11 @@ page. Its memory grows with the number of processes, not of events.
 from __future__ import annotations
 
 import heapq
-import io
 import itertools
-from collections import Counter, deque
+from collections import deque
 from typing import Any
 
-from ._reader import Event, event_time
+from ._reader import Event
 
 #: Records of the run kept for the HTML page (the last ones).
 MAX_RECORDS = 5_000
@@ -46,7 +45,7 @@ class Proc:
         self.crash: str | None = None
         self.cpu_s: float | None = None
         self.peak_rss: int | None = None
-        self.levels: Counter[str] = Counter()
+        self.levels: dict[Any, int] = {}
         self.last: deque[Event] = deque(maxlen=keep_last)
 
     def seen(self, ts: int | None) -> None:
@@ -72,7 +71,7 @@ class Proc:
         return None
 
     def end(self) -> str:
-        """How it ended: ``0``, ``code 3``, ``SIGTERM (terminate)``, ``running``, ``-``."""
+        """How it ended: ``0``, ``code 3``, ``SIGTERM (terminate)``, ``running``..."""
         if self.signal:
             return f"{self.signal} ({self.how})" if self.how else self.signal
         if self.exc and self.exitcode in (None, 1):
@@ -93,7 +92,7 @@ class Proc:
 class Tasks:
     """Pool tasks of one function: how many, how many failed, how long."""
 
-    __slots__ = ("count", "failed", "total_ns", "max_ns")
+    __slots__ = ("count", "failed", "max_ns", "total_ns")
 
     def __init__(self) -> None:
         self.count = self.failed = self.total_ns = self.max_ns = 0
@@ -105,7 +104,7 @@ class Report:
     def __init__(self, keep_last: int = 5) -> None:
         self.keep_last = keep_last
         self.procs: dict[int, Proc] = {}
-        self.kinds: Counter[str] = Counter()
+        self.kinds: dict[Any, int] = {}
         self.runs: set[object] = set()
         self.first_ns: int | None = None
         self.last_ns: int | None = None
@@ -128,34 +127,39 @@ class Report:
 
     def add(self, event: Event) -> None:
         """Take one event into the aggregates."""
-        kind = str(event.get("kind"))
-        self.kinds[kind] += 1
+        kind = event.get("kind")
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if "run" in event and len(self.runs) < 100:
             self.runs.add(event["run"])
-        ts = event_time(event)
-        if ts is not None:
-            self.first_ns = ts if self.first_ns is None else min(self.first_ns, ts)
-            self.last_ns = ts if self.last_ns is None else max(self.last_ns, ts)
+        ts = event.get("ts", event.get("end_ns"))
+        if type(ts) is int:
+            if self.first_ns is None or ts < self.first_ns:
+                self.first_ns = ts
+            if self.last_ns is None or ts > self.last_ns:
+                self.last_ns = ts
+        else:
+            ts = None
         pid = event.get("pid")
         if type(pid) is int:
-            p = self.proc(pid)
-            if isinstance(event.get("process"), str):
-                p.name = event["process"]
-            if type(event.get("ppid")) is int:
-                p.ppid = event["ppid"]
+            p = self.procs.get(pid) or self.proc(pid)
+            name = event.get("process")
+            if name is not None and name != p.name and isinstance(name, str):
+                p.name = name
+            ppid = event.get("ppid")
+            if ppid is not None and type(ppid) is int:
+                p.ppid = ppid
             p.seen(ts)
-        if kind == "log" and type(pid) is int:
-            self._log(self.procs[pid], event)
-        elif kind == "lifecycle":
+            if kind == "log":  # the bulk of a file: kept short
+                level = event.get("level")
+                p.levels[level] = p.levels.get(level, 0) + 1
+                p.last.append(event)
+                self.records.append(event)
+                self.records_seen += 1
+                return
+        if kind == "lifecycle":
             self._lifecycle(event, ts)
         elif kind == "span":
             self._span(event)
-
-    def _log(self, p: Proc, event: Event) -> None:
-        p.levels[str(event.get("level", "?"))] += 1
-        p.last.append(event)
-        self.records.append(event)
-        self.records_seen += 1
 
     def _lifecycle(self, event: Event, ts: int | None) -> None:
         transition = event.get("transition")
@@ -259,7 +263,7 @@ class Report:
 
 
 def fmt_ms(ns: int) -> str:
-    """``40 µs`` below a millisecond, ``12.3 ms`` below a second, ``4.56 s`` from there."""
+    """``40 µs`` below 1 ms, ``12.3 ms`` below 1 s, ``4.56 s`` from there."""
     ms = ns / 1e6
     if ms < 1:
         return f"{ns / 1000:.0f} µs"
@@ -278,12 +282,12 @@ def process_rows(report: Report) -> list[dict[str, str]]:
             "end": p.end(),
             "duration": "-" if duration is None else f"{duration:.2f} s",
             "CPU": "-" if p.cpu_s is None else f"{p.cpu_s:.2f} s",
-            "peak RSS": "-" if p.peak_rss is None else f"{p.peak_rss / 1048576:.1f} MiB",
+            "peak RSS": "-"
+            if p.peak_rss is None
+            else f"{p.peak_rss / 1048576:.1f} MiB",
         }
         for level in LEVEL_COLUMNS:
             row[level] = str(p.levels.get(level, 0))
         row["failed"] = "yes" if p.failure() else ""
         rows.append(row)
     return rows
-
-

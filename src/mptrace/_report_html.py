@@ -96,8 +96,9 @@ def _timeline(report: Report, width: int = 1000) -> str:
     def x(t: int) -> float:
         return label_w + (t - t0) * scale
 
-    out = [f'<svg id="timeline-svg" width="{width}" height="{height}" '
-           f'xmlns="http://www.w3.org/2000/svg">']  # fmt: skip
+    svg = (f'<svg id="timeline-svg" width="{width}" height="{height}" '
+           'xmlns="http://www.w3.org/2000/svg">')  # fmt: skip
+    out = [svg]
     for p in procs:
         y = rows[p.pid] * row_h
         begin = p.begin_ns if p.begin_ns is not None else p.first_ns
@@ -125,7 +126,8 @@ def _timeline(report: Report, width: int = 1000) -> str:
                f"+{fmt_ms(t1 - t0)}</text></svg>")  # fmt: skip
     if report.bars_dropped:
         out.append(f"<p class='muted'>{report.bars_dropped} tasks not drawn "
-                   f"(the first {len(report.bars)} and every failure are).</p>")  # fmt: skip
+                   f"(the first {len(report.bars)} and every failure are)."
+                   "</p>")  # fmt: skip
     return "".join(out)
 
 
@@ -158,8 +160,8 @@ def _table(rows: list[dict[str, str]]) -> str:
             and c != "method" else f"<td>{_e(row[c])}</td>" for c in columns
         )  # fmt: skip
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table id='processes'><thead><tr>{head}</tr></thead>" \
-           f"<tbody>{''.join(body)}</tbody></table>"  # fmt: skip
+    return (f"<table id='processes'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")  # fmt: skip
 
 
 def _tasks(report: Report) -> str:
@@ -204,7 +206,8 @@ def _records(report: Report, procs: list[Proc]) -> str:
     cap = ""
     if report.records_seen > len(report.records):
         cap = (f"<p class='muted'>Showing the last {len(report.records):,} of "
-               f"{report.records_seen:,} records (at most {MAX_RECORDS:,}).</p>")  # fmt: skip
+               f"{report.records_seen:,} records (at most {MAX_RECORDS:,})."
+               "</p>")  # fmt: skip
     return (f"{cap}<div id='filters'><label>Process <select id='process-filter'>"
             f"<option value=''>all</option>{options}</select></label>{levels}"
             f"<span class='muted'><span id='shown-count'></span> shown</span></div>"
@@ -222,9 +225,11 @@ def render_html(report: Report) -> str:
     parts: list[Any] = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>mptrace report: run {_e(runs)}</title><style>{_CSS}</style></head>",
-        f"<body><h1>mptrace report: run {_e(runs)}</h1><p>{_e(when)}; "
-        f"{len(procs)} processes, <span id='failed-count'>{len(failed)}</span> "
-        f"failed; {sum(report.kinds.values()):,} events.</p>",
+        (
+            f"<body><h1>mptrace report: run {_e(runs)}</h1><p>{_e(when)}; "
+            f"{len(procs)} processes, <span id='failed-count'>{len(failed)}</span> "
+            f"failed; {sum(report.kinds.values()):,} events.</p>"
+        ),
         f"<h2>Processes</h2><div id='tree'>{_tree(report)}</div>",
         f"<h2>Timeline</h2><div id='timeline'>{_timeline(report)}</div>",
         f"<h2>Failures</h2><div id='failures'>{_failures(report)}</div>",

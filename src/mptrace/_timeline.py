@@ -60,7 +60,7 @@ def assign_threads(slices: list[Slice]) -> list[tuple[int, Slice]]:
 
 
 class Timeline:
-    """Writes trace events to *out* as events are added; :meth:`finish` ends the file."""
+    """Writes trace events to *out* as they come; :meth:`finish` ends the file."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
