@@ -73,7 +73,7 @@ RUN = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mptrace", prog_name="mptrace")
 def main() -> None:
-    """Read the JSON-lines files that mptrace's ``jsonl:PATH`` exporter writes.
+    """Read the JSON-lines files that mptrace's jsonl:PATH exporter writes.
 
     FILE may be a rotated file or a gzip file; several files are read oldest
     first.

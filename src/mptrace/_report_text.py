@@ -123,7 +123,8 @@ def render_text(report: Report, out: TextIO, colours: bool) -> None:
         for p in failed:
             _failure(p, out, colours, render)
     if report.tasks:
-        print(file=out)
+        if not failed:  # a failure's block ends with a blank line already
+            print(file=out)
         _tasks(report, out, colours)
 
 
