@@ -17,6 +17,13 @@ LAZY_ALLOWED = {
     ("_sinks", "_render"): "structlog's console renderer, for the console only",
     ("_sinks", "_otlp"): "the OTLP exporters and gRPC, for OTLP sinks only",
     ("_participant", "_render"): "the renderer, once the listener is gone",
+    # The command loads what its subcommand uses, so `mptrace logs` starts fast.
+    ("_cli", "_render"): "structlog's console renderer",
+    ("_cli", "_report"): "the report",
+    ("_cli", "_report_html"): "the HTML page",
+    ("_cli", "_report_text"): "the text report",
+    ("_cli", "_timeline"): "the trace-event writer",
+    ("_select", "_render"): "structlog's console renderer, for span/lifecycle text",
 }
 
 

@@ -150,7 +150,7 @@ def logs(
     except re.error as exc:
         raise click.BadParameter(
             f"not a regular expression ({exc}).", param_hint="--grep"
-        )
+        ) from None
     paths = order_files(files)
     chosen = frozenset(KINDS) if "all" in kinds else frozenset(kinds)
     selection = Selection(

@@ -24,9 +24,10 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, TextIO, cast
+from typing import IO, TextIO, cast
 
-Event = dict[str, Any]
+from ._events import Event as Event
+
 Prefilter = Callable[[bytes], bool]
 
 #: How many unreadable lines are described before they are only counted.
@@ -68,7 +69,7 @@ class Problems:
 
 def open_binary(path: str) -> IO[bytes]:
     """Open *path* for reading bytes; gzip files (by their magic bytes) decompressed."""
-    f = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
+    f = open(path, "rb")  # handed to the caller, who closes it
     if f.peek(2)[:2] == _GZIP_MAGIC:
         f.close()
         return cast(IO[bytes], gzip.open(path, "rb"))
@@ -113,7 +114,7 @@ def _first_time(path: str) -> int | None:
     """The time of the first line of *path* that is an event with a time."""
     try:
         with open_binary(path) as f:
-            for _, raw in zip(range(50), f):
+            for _, raw in zip(range(50), f, strict=False):
                 try:
                     event = json.loads(raw)
                 except ValueError:
