@@ -50,7 +50,7 @@ class TestSpanCodec:
         original = exporter.get_finished_spans()[0]
         event = _events.span_to_dict(original, {"service.name": "s"}, "P", lambda v: v)
         assert _events.flags_of("span", event) == 0
-        again = _events.span_from_dict(event, _Resources({}).get(event["resource"]))
+        again = _events.span_from_dict(event, _Resources({}))
         assert again.name == "child"
         assert again.context.trace_id == original.context.trace_id
         assert again.context.span_id == original.context.span_id

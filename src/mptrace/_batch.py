@@ -99,8 +99,9 @@ class Batcher:
     ``abandon`` then counts whatever could not be sent.
 
     *convert* turns one event into what *send* takes (raising for a malformed
-    event, which is counted dropped); *send* sends a list and returns whether
-    the receiver took it; *hint* ends the warning about a failed send.
+    event, which is counted dropped); *send* is an SDK exporter's ``export``,
+    whose result says whether the receiver took the list; *hint* ends the
+    warning about a failed send.
     """
 
     def __init__(
@@ -108,7 +109,7 @@ class Batcher:
         label: str,
         what: str,
         convert: Callable[[dict[str, Any]], Any],
-        send: Callable[[list[Any]], bool],
+        send: Callable[[list[Any]], Any],
         hint: str = "",
     ) -> None:
         self.label = label
@@ -231,7 +232,7 @@ class Batcher:
         if items:
             _complaints.take()  # forget an older complaint of this thread
             try:
-                ok = self.send(items)
+                ok = _succeeded(self.send(items))
             except Exception as exc:
                 ok = False
                 why = repr(exc)

@@ -31,8 +31,9 @@ import time
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
+
+    from ._otel_values import _Resources as Resources
 
 #: An event as it travels: a plain dict (the TypedDicts below name its keys).
 Event = dict[str, Any]
@@ -210,11 +211,15 @@ def encode(event: Event) -> bytes:
     """*event* as one frame, header included; ``event["seq"]`` is an int."""
     kind = event.get("kind", "other")
     body = to_json(event)
+    if kind == LOG:  # the common case, without a call
+        flags = LEVEL_RANKS.get(event.get("level"), 0)  # type: ignore[arg-type]
+    else:
+        flags = flags_of(kind, event)
     return (
         _FRAME_HEAD.pack(
             len(body) + PREFIX.size,
             KIND_CODES.get(kind, 0),
-            flags_of(kind, event),
+            flags,
             event.get("seq", 0) & 0xFFFFFFFF,
         )
         + body
@@ -333,7 +338,7 @@ def span_to_dict(
     }
 
 
-def span_from_dict(event: Event, resource: Resource) -> ReadableSpan:
+def span_from_dict(event: Event, resources: Resources) -> ReadableSpan:
     """The SDK's ``ReadableSpan`` for a ``span`` event, as an exporter takes it.
 
     Raises (KeyError, ValueError, TypeError, ...) for a dict that is not a
@@ -362,7 +367,7 @@ def span_from_dict(event: Event, resource: Resource) -> ReadableSpan:
         name=text(event["name"]),
         context=span_context(tid, event["span_id"]),
         parent=span_context(tid, parent_id) if parent_id else None,
-        resource=resource,
+        resource=resources.get(event.get("resource")),
         attributes=otel_attributes(event.get("attributes")),
         events=[
             SpanEventObj(

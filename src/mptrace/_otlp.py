@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._batch import (  # noqa: F401 - tests read them here
@@ -95,11 +96,11 @@ class SdkSink:
         self.spans: Batcher | None = None
         self.logs: Batcher | None = None
         if span_exporter is not None:
-            convert = _SpanConverter(resources)
-            self.spans = Batcher(name, "spans", convert, _sender(span_exporter))
+            convert = partial(span_from_dict, resources=resources)
+            self.spans = Batcher(name, "spans", convert, span_exporter.export)
         if log_exporter is not None:
             self.logs = Batcher(
-                name, "log records", LogBuilder(resources), _sender(log_exporter),
+                name, "log records", LogBuilder(resources), log_exporter.export,
                 LOGS_HINT,
             )  # fmt: skip
 
@@ -154,20 +155,6 @@ class SdkSink:
         if not counts:
             return self.batchers[0].what if self.batchers else "events"
         return "events (" + ", ".join(f"{n} {what}" for n, what in counts) + ")"
-
-
-class _SpanConverter:
-    __slots__ = ("resources",)
-
-    def __init__(self, resources: _Resources) -> None:
-        self.resources = resources
-
-    def __call__(self, event: Event) -> Any:
-        return span_from_dict(event, self.resources.get(event.get("resource")))
-
-
-def _sender(exporter: Any) -> Any:
-    return lambda items: _succeeded(exporter.export(items))
 
 
 def sdk_sink_for(obj: Any, name: str, cfg: ListenerConfig) -> SdkSink | None:

@@ -27,11 +27,11 @@ from opentelemetry import trace
 from . import _events
 from ._config import ChildConfig
 from ._events import Event, hex_id
-from ._plain import plain
+from ._plain import plain, safe_repr
 from ._sources import (
     FunnelHandler,
     FunnelLoggerFactory,
-    FunnelSpanProcessor,
+    Send,
     StructlogForwarder,
     process_name,
 )
@@ -53,44 +53,36 @@ class Monitor(Protocol):
 # -- steps of the sending chain -------------------------------------------------
 
 
-class Stamp:
+def stamp(pid: int, ppid: int, run: str) -> Step:
     """Who sent it: pid, the starting process's pid, and the run."""
 
-    __slots__ = ("pid", "ppid", "run")
-
-    def __init__(self, ppid: int | None, run: str) -> None:
-        self.pid = os.getpid()
-        # Under forkserver the starter is not os.getppid() (the fork server).
-        self.ppid = os.getppid() if ppid is None else ppid
-        self.run = run
-
-    def __call__(self, event: Event) -> Event:
-        event["pid"] = self.pid
-        event["ppid"] = self.ppid
-        event["run"] = self.run
+    def stamp(event: Event) -> Event:
+        event["pid"] = pid
+        event["ppid"] = ppid
+        event["run"] = run
         return event
 
+    return stamp
 
-class TraceContext:
+
+def trace_context() -> Step:
     """Tie a log event to the current span, and the span to the log event."""
+    get_current_span = trace.get_current_span
+    last: tuple[Any, str, str] = (None, "", "")
 
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: tuple[Any, str, str] = (None, "", "")
-
-    def __call__(self, event: Event) -> Event:
+    def trace_context(event: Event) -> Event:
+        nonlocal last
         if event["kind"] != _events.LOG:
             return event
-        span = trace.get_current_span()
-        if span is self._last[0]:  # the same span as last time: its ids are known
-            _, trace_hex, span_hex = self._last
+        span = get_current_span()
+        if span is last[0]:  # the same span as last time: its ids are known
+            _, trace_hex, span_hex = last
         else:
             ctx = span.get_span_context()
             if not ctx.is_valid:
                 return event
             trace_hex, span_hex = hex_id(ctx.trace_id, 32), hex_id(ctx.span_id, 16)
-            self._last = (span, trace_hex, span_hex)
+            last = (span, trace_hex, span_hex)
         event["trace_id"] = trace_hex
         event["span_id"] = span_hex
         if span.is_recording():
@@ -105,24 +97,23 @@ class TraceContext:
             span.add_event("log", attributes)
         return event
 
+    return trace_context
 
-class RedactStep:
+
+def redaction(redact: Redact) -> Step:
     """Redaction in the sending process: secrets never leave it. Fails closed."""
 
-    __slots__ = ("redact",)
-
-    def __init__(self, redact: Redact) -> None:
-        self.redact = redact
-
-    def __call__(self, event: Event) -> Event:
+    def redaction(event: Event) -> Event:
         try:
-            return self.redact(None, event["kind"], event)
+            return redact(None, event["kind"], event)
         except Exception as exc:  # keep the record, not its fields
             kept = {k: v for k, v in event.items() if k in _events.STRUCTURE_KEYS}
             kept["mptrace_error"] = (
                 f"redaction failed ({exc!r}); the record's fields were withheld"
             )
             return kept
+
+    return redaction
 
 
 # -- the participant ------------------------------------------------------------
@@ -133,7 +124,9 @@ class Participant:
 
     def __init__(self, config: ChildConfig, ppid: int | None = None) -> None:
         self.config = config
-        self.stamp = Stamp(ppid, config.session_id)
+        self.pid = os.getpid()
+        # Under forkserver the starter is not os.getppid() (the fork server).
+        self.ppid = os.getppid() if ppid is None else ppid
         self.stream = Stream(
             config.address,
             config.authkey,
@@ -141,11 +134,11 @@ class Participant:
             hello=self._hello,
             fallback=_render_on_stderr,
         )
-        steps: list[Step] = [self.stamp]
+        steps: list[Step] = [stamp(self.pid, self.ppid, config.session_id)]
         if config.tracing:
-            steps.append(TraceContext())
+            steps.append(trace_context())
         if config.redact_keys is not None:
-            steps.append(RedactStep(Redact(config.redact_keys)))
+            steps.append(redaction(Redact(config.redact_keys)))
         self.steps = tuple(steps)
         #: The span context of this process's own process span, in a child.
         self.process_span_context: trace.SpanContext | None = None
@@ -165,14 +158,17 @@ class Participant:
     def _hello(self) -> Event:
         return {
             "kind": _events.HELLO,
-            "pid": self.stamp.pid,
-            "ppid": self.stamp.ppid,
+            "pid": self.pid,
+            "ppid": self.ppid,
             "process": process_name(),
         }
 
     def after_fork_in_child(self) -> None:
-        self.stamp = Stamp(None, self.stamp.run)
-        self.steps = (self.stamp, *self.steps[1:])
+        self.pid, self.ppid = os.getpid(), os.getppid()
+        self.steps = (
+            stamp(self.pid, self.ppid, self.config.session_id),
+            *self.steps[1:],
+        )
         self.stream.after_fork_in_child()
         self._resources = {}
         monitor, self.monitor = self.monitor, None
@@ -234,7 +230,7 @@ class Participant:
                 # The global provider outlives sessions; each names its own service.
                 cached["service.name"] = self.config.service_name
             # A forked child shares its parent's provider: say who made the span.
-            cached["process.pid"] = self.stamp.pid
+            cached["process.pid"] = self.pid
             cached["process.parent_pid"] = os.getppid()
             if len(self._resources) > 64:
                 self._resources.clear()
@@ -312,6 +308,47 @@ def _after_fork_in_child() -> None:
 
 
 # -- OpenTelemetry ------------------------------------------------------------
+
+
+class FunnelSpanProcessor:
+    """``SpanProcessor`` whose ``on_end`` sends the span as a plain event.
+
+    *resource_of* gives the plain resource of a span's SDK resource (cached
+    by the participant). It sends before ``end()`` returns, so a child that
+    then dies has lost nothing.
+    """
+
+    def __init__(
+        self, send: Send, resource_of: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        self.send = send
+        self.resource_of = resource_of
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def _on_ending(self, span: Any) -> None:  # SDK >= 1.29 calls this too
+        pass
+
+    def on_end(self, span: Any) -> None:
+        try:
+            event = _events.span_to_dict(
+                span, self.resource_of(span.resource), process_name(), plain
+            )
+        except Exception as exc:  # never let telemetry raise into the program
+            event = {
+                "kind": _events.SPAN,
+                "name": safe_repr(getattr(span, "name", "?")),
+                "mptrace_error": f"span could not be converted: {safe_repr(exc)}",
+            }
+        self.send(event)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every span was written when it ended
+
 
 #: The one span processor of this process; it sends through the current participant.
 _processor = FunnelSpanProcessor(send, lambda r: _resource_of(r))

@@ -5,7 +5,7 @@ Each adapter takes what a library hands it and returns a plain event
 
     logging.getLogger(...).info ──▶ FunnelHandler.prepare ─┐
     structlog processors ──▶ StructlogForwarder ───────────┤
-    span.end() ──▶ FunnelSpanProcessor.on_end ─────────────┼──▶ Participant.send
+    span.end() ──▶ _participant.FunnelSpanProcessor ───────┼──▶ Participant.send
     _lifecycle (created ... exited) ───────────────────────┘
 
 Nothing live leaves an adapter: the message is formatted, extras and
@@ -81,13 +81,15 @@ class FunnelHandler(logging.handlers.QueueHandler):
         self.send = send
 
     def prepare(self, record: logging.LogRecord) -> Event:
-        event = _events.log_event(
-            _LEVEL_NAMES.get(record.levelname) or record.levelname.lower(),
-            record.name,
-            _message(record),
-            record.processName or "?",
-            int(record.created * 1_000_000_000),
-        )
+        # The keys of _events.log_event, written out: this runs on every call.
+        event = {
+            "kind": "log",
+            "ts": int(record.created * 1_000_000_000),
+            "level": _LEVEL_NAMES.get(record.levelname) or record.levelname.lower(),
+            "logger": record.name,
+            "event": _message(record),
+            "process": record.processName or "?",
+        }
         fields = record.__dict__
         if len(fields) > _BASE_LEN:  # something beyond a plain record's attributes
             extras = fields.keys() - _RECORD_ATTRS
@@ -167,46 +169,3 @@ class FunnelLoggerFactory:
 
     def __call__(self, name: str | None = None, *args: Any) -> FunnelLogger:
         return FunnelLogger(name or "", self.send)
-
-
-# -- OpenTelemetry ------------------------------------------------------------
-
-
-class FunnelSpanProcessor:
-    """``SpanProcessor`` whose ``on_end`` sends the span as a plain event.
-
-    *resource_of* gives the plain resource of a span's SDK resource (cached
-    by the participant). It sends before ``end()`` returns, so a child that
-    then dies has lost nothing.
-    """
-
-    def __init__(
-        self, send: Send, resource_of: Callable[[Any], dict[str, Any]]
-    ) -> None:
-        self.send = send
-        self.resource_of = resource_of
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def _on_ending(self, span: Any) -> None:  # SDK >= 1.29 calls this too
-        pass
-
-    def on_end(self, span: Any) -> None:
-        try:
-            event = _events.span_to_dict(
-                span, self.resource_of(span.resource), process_name(), plain
-            )
-        except Exception as exc:  # never let telemetry raise into the program
-            event = {
-                "kind": _events.SPAN,
-                "name": safe_repr(getattr(span, "name", "?")),
-                "mptrace_error": f"span could not be converted: {safe_repr(exc)}",
-            }
-        self.send(event)
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True  # every span was written when it ended
