@@ -1,7 +1,7 @@
 """Spans: mptrace's tracer, context across processes, and running code in a span.
 
 Spans are made with the OpenTelemetry SDK in every participating process;
-the participant's span processor (``_sources.FunnelSpanProcessor``) sends each
+the participant's span processor (``_participant.FunnelSpanProcessor``) sends each
 one when it ends. Context crosses processes as a W3C ``traceparent``
 carrier, with every process and with every task, so a reused pool worker
 parents each task under the span that submitted it.
