@@ -26,6 +26,7 @@ import time
 from typing import Any, Protocol
 
 from . import _events
+from ._frames import FrameReader
 from ._stream import take_pipe
 
 READ_SIZE = 256 * 1024
@@ -41,6 +42,10 @@ ORPHAN_DRAIN = 1.0
 #: stream, for a millisecond of latency.
 SMALL_READ = 16 * 1024
 BATCH_PAUSE = 0.001
+#: Seconds the loop waits for input while a batch waits to be flushed (or
+#: streams drain), and otherwise.
+FLUSH_TICK = 0.025
+IDLE_TICK = 0.5
 #: Seconds the listener stops accepting when it is out of descriptors.
 ACCEPT_BACKOFF = 0.1
 
@@ -73,57 +78,9 @@ class Router(Protocol):
     def on_end(self, peer: Peer) -> None: ...
     def on_idle(self) -> None: ...
     def on_tick(self) -> None: ...
-    def report(self, level: str, message: str, **fields: Any) -> None: ...
-
-
-class FrameReader:
-    """Splits a byte stream into frames; keeps the tail of an unfinished one.
-
-    Reassembly is linear: the bytes of a large frame are appended as they come
-    and copied once, when it is whole.
-    """
-
-    __slots__ = ("_buf", "_need")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._need = 0
-
-    def feed(self, data: bytes) -> list[memoryview]:
-        """Add *data*; return every frame now complete (prefix and JSON body).
-
-        Raises ``ValueError`` on a length that no writer would send.
-        """
-        if self._buf:
-            self._buf += data
-            if len(self._buf) < self._need:
-                return []
-            data = bytes(self._buf)
-            self._buf = bytearray()
-        view = memoryview(data)
-        frames = []
-        pos, end = 0, len(data)
-        size_of = _events.HEADER.unpack_from
-        self._need = 0
-        while end - pos >= 4:
-            (size,) = size_of(data, pos)
-            if size > _events.MAX_FRAME:
-                raise ValueError(f"frame of {size} bytes exceeds {_events.MAX_FRAME}")
-            stop = pos + 4 + size
-            if stop > end:
-                self._need = stop - pos
-                break
-            frames.append(view[pos + 4 : stop])
-            pos = stop
-        if pos < end:
-            self._buf = bytearray(view[pos:])
-            self._need = self._need or 4
-        return frames
-
     @property
-    def pending(self) -> int:
-        """Bytes of an unfinished frame: a writer that died mid-record."""
-        return len(self._buf)
+    def waiting_to_flush(self) -> bool: ...
+    def report(self, level: str, message: str, **fields: Any) -> None: ...
 
 
 class Transport:
@@ -340,7 +297,8 @@ class Transport:
         self._watch()
         select = self.sel.select
         while True:
-            ready = select(0.05 if self.draining else 0.5)
+            soon = self.draining or router.waiting_to_flush
+            ready = select(FLUSH_TICK if soon else IDLE_TICK)
             most = 0
             for key, _ in ready:
                 what = key.data
