@@ -308,6 +308,25 @@ def bad_case_logger_exception(case: str) -> int:
     return 2
 
 
+def bad_case_huge_int(case: str) -> int:
+    big = 10**5000  # past the 4,300 digits an int may have as decimal text
+    mptrace.get_logger("tests.bad").info("huge int", case=case, n=big)
+    log.info("huge int", extra={"case": case, "n": big})
+    return 2
+
+
+def bad_case_mixed_keys(case: str) -> int:
+    fields = {"mixed": {1: "int one", "1": "str one", (2,): "tuple"}}
+    mptrace.get_logger("tests.bad").info("mixed keys", case=case, **fields)
+    log.info("mixed keys", extra={"case": case, **fields})
+    return 2
+
+
+def bad_case_structlog_reserved_keys(case: str) -> int:
+    mptrace.get_logger("tests.bad").warning("reserved", case=case, level=3, pid="mine")
+    return 1
+
+
 def bad_input_cases() -> list[str]:
     """Names of every ``bad_case_*`` function, in definition order."""
     return [
