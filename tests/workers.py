@@ -568,6 +568,30 @@ def tr_traced_named(a: int, b: int = 10, *, label: object = None) -> int:
     return a * b
 
 
+@mptrace.traced(record_args=True)
+def tr_login(user: str, password: str, options: dict, headers: list) -> str:
+    """@traced(record_args=True) over secrets, the span's own attributes too."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    span.set_attribute("db.password", "SECRET-db-attr")
+    span.set_attribute("http.request.header.authorization", "SECRET-bearer")
+    span.add_event("retry", {"X-Api-Key": "SECRET-event-key", "attempt": 2})
+    logging.getLogger("tests.security").info(
+        "bytes key", extra={"blob": {b"password": "SECRET-bytes-key"}}
+    )
+    return user
+
+
+def log_in_everywhere() -> None:
+    tr_login(
+        "ann",
+        "SECRET-arg",
+        {"token": "SECRET-dict-arg", "retries": 3},
+        [{"authorization": "SECRET-list-arg"}],
+    )
+
+
 @mptrace.traced(record_args=False)
 def tr_traced_secret(password: str) -> int:
     """@traced(record_args=False): the argument must not be recorded."""
