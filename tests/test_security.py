@@ -19,7 +19,7 @@ from workers import log_in_everywhere, log_n, log_secrets
 
 import mptrace
 import mptrace.processors
-from mptrace import _events, _stream
+from mptrace import _events, _handshake
 from mptrace.processors import DEFAULT_SECRET_KEYS, Redact
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
@@ -169,7 +169,7 @@ class TestHandshake:
             elapsed = time.monotonic() - t0
         assert child.exitcode == 0
         # Handshakes one at a time would hold the child until the silent one timed out.
-        assert elapsed < _stream.HANDSHAKE_TIMEOUT, elapsed
+        assert elapsed < _handshake.HANDSHAKE_TIMEOUT, elapsed
         session.shutdown()
         events = read_jsonl(jsonl)
         assert len(logs_of(events, tag="beside-silent", pid=child.pid)) == 3

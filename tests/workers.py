@@ -92,6 +92,23 @@ def log_through_dead_listener(n: int, tag: str, go, done_first, err_path: str) -
         sys.exit(3)
 
 
+def log_into_a_dying_listener(ready, stopped, written, killed, count, err_path) -> None:
+    """With SIGPIPE's default action restored, as command-line tools do: log
+    *count* records the stopped listener cannot read, then one after it died."""
+    import signal
+
+    stderr_to(err_path)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    log.info("connected")
+    ready.set()
+    stopped.wait(60)
+    for i in range(count):
+        log.info("unread", extra={"i": i})
+    written.set()
+    killed.wait(60)
+    log.info("after death")
+
+
 def log_big_and_time(ready, go, count: int, err_path: str) -> None:
     """After *go*, log *count* 1 MiB records and say on stderr how long the slowest took."""
     stderr_to(err_path)

@@ -115,9 +115,11 @@ class Session:
         """
         part = _participant.current()
         status = self._status
-        if not self.active or part is None or status is None or part.stream.failed:
+        if not self.active or part is None or status is None:
             return False
         part.send({"kind": FLUSH, "process": "MainProcess"})
+        if part.stream.failed:  # it tried the listener again, in vain
+            return False
         if not select.select([status], [], [], timeout)[0]:
             return False
         return os.read(status, 1) == b"f"
@@ -174,17 +176,12 @@ class Session:
         part = _participant.current()
         if part is not None:
             part.stop_monitor()  # exits seen, spans of children still running closed
-            if not part.stream.failed:
-                part.send({"kind": SHUTDOWN, "process": "MainProcess"})
+            # Sent even after a fallback: the stream tries the listener again.
+            part.send({"kind": SHUTDOWN, "process": "MainProcess"})
         self._wait_listener(limit + _EXPORT_GRACE)
         if part is not None:
             _participant.leave(part)
-            if part.stream.fallback_count:
-                n = part.stream.fallback_count
-                sys.stderr.write(
-                    f"mptrace: {n} event{'' if n == 1 else 's'} of this process "
-                    "went to its stderr, not to the exporters.\n"
-                )
+            _report_fallback(part.stream)
         with _lock:
             if _session is self:
                 _session = None
@@ -224,6 +221,21 @@ class Session:
         return (
             f"<mptrace.Session {self.service_name!r} {state} "
             f"listener pid={self.listener_pid}>"
+        )
+
+
+def _report_fallback(stream: Any) -> None:
+    said = []
+    if stream.fallback_count:
+        n = stream.fallback_count
+        said.append(f"{n} event{'' if n == 1 else 's'} went to its stderr")
+    if stream.lost_count:
+        n = stream.lost_count
+        said.append(f"{n} were lost in the pipe of a listener that died")
+    if said:
+        sys.stderr.write(
+            f"mptrace: of this process's events, {' and '.join(said)}; "
+            "the exporters did not get them.\n"
         )
 
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from . import _events
 from ._frames import FrameReader
-from ._stream import take_pipe
+from ._handshake import take_pipe
 
 READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
