@@ -59,13 +59,16 @@ class _NeverRaised(Exception):
 class _Held:
     """A process span waiting for its child's stream to end."""
 
-    __slots__ = ("deadline", "peer", "ready", "span")
+    __slots__ = ("deadline", "peer", "ready", "row", "span")
 
-    def __init__(self, span: Event, peer: Peer, deadline: float) -> None:
+    def __init__(
+        self, span: Event, peer: Peer, deadline: float, row: dict[str, Any] | None
+    ) -> None:
         self.span = span
         self.peer = peer
         self.deadline = deadline
         self.ready = False
+        self.row = row  # the process's row now: its pid may be given again
 
 
 class Router:
@@ -199,11 +202,12 @@ class Router:
         the parent sent after it: a process's lines keep its order.
         """
         pid = (span.get("attributes") or {}).get("process.pid")
-        if type(pid) is not int or pid in self.ended:
+        if type(pid) is not int or pid in self.ended or self.table.has_finished(pid):
             self.table.complete_span(span)
             self._emit(peer, None, span)
             return
-        held = _Held(span, peer, time.monotonic() + HOLD_SPAN)
+        row = self.table.rows.get(pid)
+        held = _Held(span, peer, time.monotonic() + HOLD_SPAN, row)
         self.held[pid] = held
         self.waiting.setdefault(peer, []).append((None, None, held))
 
@@ -211,7 +215,7 @@ class Router:
         held = self.held.pop(pid, None)
         if held is None:
             return
-        self.table.complete_span(held.span)
+        self.table.complete_span(held.span, held.row)
         held.ready = True
         queue = self.waiting.get(held.peer) or []
         # Everything before the next span still waiting goes out now.
