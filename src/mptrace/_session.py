@@ -35,6 +35,7 @@ from ._config import (
     redact_keys,
 )
 from ._events import FLUSH, SHUTDOWN
+from ._preload import preload_in_forkserver
 from ._sinks import memory_path
 from .exceptions import MptraceError
 from .sinks import SinkSpec
@@ -313,6 +314,7 @@ def init(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
             )
+        preload_in_forkserver()
         folder = _launch.make_dir()
         listener_config.session_dir = folder
         address = os.path.join(folder, "funnel.sock")
