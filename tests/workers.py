@@ -325,6 +325,12 @@ def bad_case_logger_exception(case: str) -> int:
     return 2
 
 
+def bad_case_bigger_than_a_frame(case: str) -> int:
+    fields = {f"f{i}": "z" * (1024 * 1024) for i in range(70)}  # 70 MiB
+    log.info("too big", extra=fields)
+    return 0  # its fields, "case" among them, are cut
+
+
 def bad_case_huge_int(case: str) -> int:
     big = 10**5000  # past the 4,300 digits an int may have as decimal text
     mptrace.get_logger("tests.bad").info("huge int", case=case, n=big)
