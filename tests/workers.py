@@ -109,6 +109,23 @@ def log_into_a_dying_listener(ready, stopped, written, killed, count, err_path) 
     log.info("after death")
 
 
+def log_while_the_listener_is_full(tried, freed, err_path: str) -> None:
+    """Log while the listener has no descriptor to spare, then until the
+    stream is back once it has (the stream tries again on its own clock)."""
+    from mptrace import _participant
+
+    stderr_to(err_path)
+    log.info("while full")
+    tried.set()
+    freed.wait(60)
+    stream = _participant.current().stream
+    deadline = time.monotonic() + 30
+    while stream.failed and time.monotonic() < deadline:
+        log.info("waiting for the listener")
+        freed.wait(0.05)  # already set: a pause between tries, not a wait on a peer
+    log.info("back")
+
+
 def log_big_and_time(ready, go, count: int, err_path: str) -> None:
     """After *go*, log *count* 1 MiB records and say on stderr how long the slowest took."""
     stderr_to(err_path)

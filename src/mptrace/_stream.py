@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from . import _events
 from ._events import Event
-from ._handshake import open_pipe
+from ._handshake import ListenerBusy, open_pipe
 from ._plain import safe_repr
 
 #: After the listener was lost, the first try to reach it again waits this
@@ -48,6 +48,9 @@ RETRY_MAX = 30.0
 #: Where the last RING records ended in the pipe: enough to count, exactly,
 #: the records still in a full pipe when its reader died.
 RING = 4096
+#: How long a first connection may wait for a listener that says it is busy
+#: (a flood of connections, no descriptor to spare) before falling back.
+BUSY_WAIT = 2.0
 
 _SIGPIPE = getattr(_signal, "SIGPIPE", None)
 _SIG_IGN = _signal.SIG_IGN
@@ -191,7 +194,19 @@ class Stream:
             )
 
     def _connect(self) -> None:
-        fd = open_pipe(self.address, self.authkey, self.block_timeout)
+        deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
+        pause = 0.01
+        while True:
+            try:
+                fd = open_pipe(self.address, self.authkey, self.block_timeout)
+                break
+            except (
+                ListenerBusy
+            ):  # a flood or no descriptors: wait a little, within bounds
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
         try:
             hello = self.hello()
             hello["seq"] = self._seq - 1  # the next frame follows without a gap
@@ -222,7 +237,7 @@ class Stream:
             written = 0
         if written == len(data):
             return
-        deadline = time.monotonic() + self.block_timeout
+        deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
         view = memoryview(data)[written:]
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
