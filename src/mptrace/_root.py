@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from . import _tracing
+from . import _participant, _tracing
 
 _ENV = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}
 
@@ -68,6 +68,7 @@ class RootSpan:
             attributes={"mptrace.span": "run", "mptrace.run": run_id},
         )
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        _participant.quiet[0] = self.span
         self._old_env = put_in_env(_tracing.carrier(self.span))
 
     def end(self) -> None:
@@ -79,4 +80,5 @@ class RootSpan:
         if token is not None and trace.get_current_span() is span:
             otel_context.detach(token)  # type: ignore[arg-type]
         restore_env(self._old_env)
+        _participant.quiet[0] = None
         span.end()

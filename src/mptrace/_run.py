@@ -15,11 +15,14 @@ session ends in the interpreter's exit hooks, after the program's own.
 from __future__ import annotations
 
 import atexit
+import builtins
+import importlib.machinery
 import logging
 import os
 import runpy
 import signal
 import sys
+import types
 from typing import Any, NoReturn
 
 from ._session import init
@@ -55,10 +58,7 @@ def run_program(
     session = init(**options)
     session.runner = True  # type: ignore[union-attr]
     try:
-        if module:
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
-        else:
-            runpy.run_path(target, run_name="__main__")
+        _execute(target, module)
     except SystemExit:
         raise
     except KeyboardInterrupt as exc:
@@ -68,6 +68,30 @@ def run_program(
         _report(exc)
         raise SystemExit(1) from None
     raise SystemExit(0)
+
+
+def _execute(target: str, module: bool) -> None:
+    """Run the program as ``__main__``, which it stays until the interpreter ends.
+
+    As under python, and unlike ``runpy.run_path``, the module is not taken
+    away when the program returns: what its globals hold (a lock a child
+    still needs, a pool) lives on through the exit hooks.
+    """
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    if module:
+        runpy._run_module_as_main(target)  # type: ignore[attr-defined]
+        return
+    path = os.path.abspath(target)
+    loader = importlib.machinery.SourceFileLoader("__main__", path)
+    main.__file__ = target
+    main.__loader__ = loader
+    main.__spec__ = None
+    main.__dict__["__cached__"] = None
+    with open(path, "rb") as f:
+        code = compile(f.read(), target, "exec", dont_inherit=True)
+    exec(code, main.__dict__)
 
 
 def _report(exc: BaseException) -> None:
