@@ -369,7 +369,7 @@ class TestLogsInSpans:
         # which is not given an event per record (it would gather every line).
         [outside] = logs_of(events, event="outside any span")
         [run] = [
-            s for s in spans_of(events) if s["attributes"]["mptrace.span"] == "run"
+            s for s in spans_of(events) if s["attributes"].get("mptrace.span") == "run"
         ]
         assert (outside["trace_id"], outside["span_id"]) == (
             run["trace_id"],
