@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import START_METHODS, logs_of, read_jsonl
+from conftest import logs_of, read_jsonl
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 HELLOS = [

@@ -46,17 +46,17 @@ def run_program(
     *options* are ``init()``'s; those that are None come from the
     environment. Never returns: exits as the program did.
     """
-    sys.argv = [target, *args]
+    if options.get("service_name") is None and not os.environ.get("OTEL_SERVICE_NAME"):
+        options["service_name"] = service_name_of(target, module)
+    session = init(**options)
+    session.runner = True  # type: ignore[union-attr]
     # As python does: the script's folder first, or the working directory for -m.
     here = os.getcwd() if module else os.path.dirname(os.path.abspath(target))
     if sys.path and sys.path[0] in ("", os.getcwd(), os.path.dirname(sys.argv[0])):
         sys.path[0] = here
     else:
         sys.path.insert(0, here)
-    if options.get("service_name") is None and not os.environ.get("OTEL_SERVICE_NAME"):
-        options["service_name"] = service_name_of(target, module)
-    session = init(**options)
-    session.runner = True  # type: ignore[union-attr]
+    sys.argv = [target, *args]
     try:
         _execute(target, module)
     except SystemExit:
