@@ -745,3 +745,14 @@ def log_nested_level_field() -> None:
 def passthrough_processor(logger, method_name, event_dict):
     """A listener-side processor that changes nothing."""
     return event_dict
+
+
+def log_after(go, n: int) -> None:
+    """Wait for *go*, then log *n* records (a child nobody joins)."""
+    go.wait(60)
+    for i in range(n):
+        log.info("after", extra={"i": i})
+
+
+def block_until(go) -> None:
+    go.wait(60)

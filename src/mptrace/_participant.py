@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
-from . import _events
+from . import _events, _loggers
 from ._config import ChildConfig
 from ._events import Event, hex_id
 from ._plain import plain, safe_repr
@@ -39,6 +39,8 @@ from ._stream import Stream, write_stderr
 from .processors import Redact
 
 Step = Callable[[Event], Event]
+#: A span logs are tied to but not added to: the run's, which would gather them all.
+quiet: list[Any] = [None]
 
 
 class Monitor(Protocol):
@@ -85,7 +87,7 @@ def trace_context() -> Step:
             last = (span, trace_hex, span_hex)
         event["trace_id"] = trace_hex
         event["span_id"] = span_hex
-        if span.is_recording():
+        if span.is_recording() and span is not quiet[0]:
             attributes = {
                 "log.message": event.get("event", ""),
                 "log.level": event.get("level", ""),
@@ -182,6 +184,7 @@ class Participant:
         self._old_level = root.level
         root.addHandler(self._handler)
         root.setLevel(self.config.level)
+        _loggers.install(self._handler, self.config.level)
         if self.config.structlog:
             self._install_structlog()
         if self.config.tracing:
@@ -205,6 +208,7 @@ class Participant:
         """Put logging and structlog back as they were; close the stream."""
         root = logging.getLogger()
         root.removeHandler(self._handler)
+        _loggers.uninstall(self._handler)
         if self._old_level is not None:
             root.setLevel(self._old_level)
         if self._old_structlog is not None:

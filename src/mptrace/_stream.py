@@ -130,6 +130,20 @@ class Stream:
                 except OSError:  # pragma: no cover
                     pass
 
+    def report(self) -> None:
+        """Say on stderr what of this process's events the exporters missed."""
+        said = []
+        if self.fallback_count:
+            n = self.fallback_count
+            said.append(f"{n} event{'' if n == 1 else 's'} went to its stderr")
+        if self.lost_count:
+            said.append(f"{self.lost_count} were lost with a listener that died")
+        if said:
+            write_stderr(
+                f"mptrace: of this process's events, {' and '.join(said)}; "
+                "the exporters did not get them.\n"
+            )
+
     # -- the hot path -----------------------------------------------------
 
     def send(self, event: Event) -> None:
