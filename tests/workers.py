@@ -756,3 +756,9 @@ def log_after(go, n: int) -> None:
 
 def block_until(go) -> None:
     go.wait(60)
+
+
+def init_in_plain_child(path: str) -> None:
+    """A child of a program without mptrace starts a session of its own."""
+    with mptrace.init(exporters=[f"jsonl:{path}"]) as session:
+        log.warning("from a plain child", extra={"session": type(session).__name__})

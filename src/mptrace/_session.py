@@ -358,11 +358,18 @@ def _in_child() -> bool:
 
     A spawn or forkserver child imports the parent's main module as
     ``__mp_main__``, running any top-level ``init()`` again; a fork child
-    inherits the parent's session object.
+    inherits the parent's session object. A child whose parent runs no
+    session (it never joined one) gets a session of its own.
     """
     main = sys.modules.get("__main__")
     if getattr(main, "__name__", None) == "__mp_main__":
-        return True
+        import multiprocessing.process as mp_process
+
+        if type(mp_process.current_process()).__name__ == "_MainProcess":
+            return True  # the parent's main module being imported again
+        # Running: part of a session only if this process joined one; a child
+        # of a program without mptrace starts its own session.
+        return _participant.current() is not None
     session = _session
     return session is not None and session.owner_pid != os.getpid()
 
