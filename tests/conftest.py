@@ -6,6 +6,7 @@ import json
 import logging
 import multiprocessing
 import os
+import select
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,18 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
         data = f.read()
     text = data.decode("utf-8")  # the file must be valid UTF-8
     return [json.loads(line) for line in text.splitlines() if line]
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait on a pidfd for *pid* to exit; True if it did within *timeout*."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
 
 
 def logs_of(events: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:

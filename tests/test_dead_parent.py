@@ -4,14 +4,13 @@ and removes the session's private directory the parent could not."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import textwrap
 import time
 
 import psutil
-from conftest import logs_of, read_jsonl
+from conftest import logs_of, read_jsonl, wait_gone
 
 PARENT = textwrap.dedent(
     """
@@ -36,19 +35,6 @@ PARENT = textwrap.dedent(
 )
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait on a pidfd for *pid* to exit; True if it did within *timeout*."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return bool(ready)
-    finally:
-        os.close(fd)
-
-
 class TestParentKilled:
     def test_listener_drains_and_exits_within_two_seconds(self, start_method, tmp_path):
         """SIGKILL the parent: everything logged before it is in the file; the listener is gone in 2 s."""
@@ -69,7 +55,7 @@ class TestParentKilled:
             parent.kill()
             parent.wait(10)
             t0 = time.monotonic()
-            gone = _wait_gone(listener, 2.0)
+            gone = wait_gone(listener, 2.0)
             elapsed = time.monotonic() - t0
         finally:
             parent.kill()

@@ -9,7 +9,6 @@ files and leave no session folder behind.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import threading
 import time
 
 import pytest
-from conftest import logs_of, read_jsonl
+from conftest import logs_of, read_jsonl, wait_gone
 
 import mptrace
 from mptrace import _launch
@@ -54,24 +53,15 @@ PROGRAM = textwrap.dedent(
             p.start()
         for e in events:
             e.wait(60)
+        if {parent_handles!r}:  # before the test may signal
+            signal.signal(signal.SIGTERM, lambda *a: stop.set())
         print(session.listener_pid, session.listener_config.session_dir, flush=True)
-        worker("parent", threading.Event(), handle={parent_handles!r})
+        worker("parent", threading.Event(), handle=False)
         for p in children:
             p.join(60)
         session.shutdown()
     """
 )
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 def _ticks_are_whole(events: list[dict], who: str) -> list[int]:
@@ -106,7 +96,7 @@ def test_sigterm_to_the_group_loses_nothing_and_leaves_no_folder(
         listener, folder = int(line[0]), line[1]
         os.killpg(proc.pid, signal.SIGTERM)
         code = proc.wait(60)
-        assert _wait_gone(listener, 30), "the listener did not finish"
+        assert wait_gone(listener, 30), "the listener did not finish"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -175,7 +165,7 @@ def test_a_folder_left_by_a_killed_session_is_removed_by_the_next(tmp_path):
         listener, folder = child.stdout.readline().split()
         os.killpg(child.pid, signal.SIGKILL)
         child.wait(30)
-        assert _wait_gone(int(listener), 30)
+        assert wait_gone(int(listener), 30)
     finally:
         child.stdout.close()
     assert os.path.isdir(folder)
