@@ -299,3 +299,28 @@ class TestProcessColour:
         assert set(colours) == set(PROCESS_COLOURS)
         same_as_next = sum(a == b for a, b in itertools.pairwise(colours))
         assert same_as_next / len(colours) < 0.2  # ~1/11 if spread evenly
+
+
+class TestColourRule:
+    @pytest.mark.parametrize(
+        "env, expected",
+        [
+            ({}, False),
+            ({"FORCE_COLOR": "1"}, True),
+            ({"NO_COLOR": "1", "FORCE_COLOR": "1"}, False),
+        ],
+    )
+    def test_no_color_then_force_color_then_the_terminal(
+        self, monkeypatch, env, expected
+    ):
+        """A file is not a terminal: no colours, unless FORCE_COLOR says so;
+        NO_COLOR wins over both (the console and the mptrace command alike)."""
+        import io
+
+        from mptrace._sinks import ConsoleSink
+
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        monkeypatch.delenv("FORCE_COLOR", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert ConsoleSink(io.StringIO()).colours is expected

@@ -14,25 +14,14 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import IO, TextIO
+from typing import IO
 
 import click
 
 from ._reader import Event, Problems, Reader, order_files
 from ._select import KINDS, LEVELS, Selection, When, resolve_run
+from ._term import use_colours
 from .exceptions import ConfigurationError
-
-
-def use_colour(stream: TextIO) -> bool:
-    """Colour on a terminal; ``NO_COLOR``, then ``FORCE_COLOR``, decide first."""
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def make_renderer(colours: bool) -> Callable[[Event, str, str], str]:
@@ -171,7 +160,7 @@ def logs(
                 if selection.matches(event)[0]:
                     out.write(raw if raw.endswith(b"\n") else raw + b"\n")
         else:
-            render = make_renderer(use_colour(sys.stdout))
+            render = make_renderer(use_colours(sys.stdout))
             for _, event in reader:
                 ok, lvl, message = selection.matches(event)
                 if ok:
@@ -219,7 +208,7 @@ def report(files: tuple[str, ...], run: str | None, html: str | None,
         if selected is None or event.get("run") == selected[0]:
             summary.add(event)
     problems.finish()
-    click.echo(report_text(summary, use_colour(sys.stdout)), color=True)
+    click.echo(report_text(summary, use_colours(sys.stdout)), color=True)
     if html:
         from ._report_html import write_html
 

@@ -15,12 +15,11 @@ and at shutdown :func:`format_summary` makes the table of every process.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
 
 from structlog.dev import (
     Column,
@@ -30,6 +29,7 @@ from structlog.dev import (
 )
 
 from . import _events
+from ._term import use_colours
 
 RESET = "\x1b[0m"
 DIM = "\x1b[2m"
@@ -63,16 +63,6 @@ _HIDDEN = frozenset(
         "span_id",
     )
 )
-
-
-def use_colours(stream: TextIO) -> bool:
-    """Colours only on a terminal, and never when ``NO_COLOR`` is set."""
-    if os.environ.get("NO_COLOR"):
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def process_colour(pid: object) -> str:

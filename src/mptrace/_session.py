@@ -367,9 +367,7 @@ def _in_child() -> bool:
 
         if type(mp_process.current_process()).__name__ == "_MainProcess":
             return True  # the parent's main module being imported again
-        # Running: part of a session only if this process joined one; a child
-        # of a program without mptrace starts its own session.
-        return _participant.current() is not None
+        return _participant.current() is not None  # else: a session of its own
     session = _session
     return session is not None and session.owner_pid != os.getpid()
 

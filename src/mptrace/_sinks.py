@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._events import Event, to_json
+from ._term import use_colours
 from .exceptions import ConfigurationError
 from .sinks import SinkSpec
 
@@ -59,7 +60,6 @@ class ConsoleSink:
             LifecycleRenderer,
             make_console_renderer,
             make_span_renderer,
-            use_colours,
         )
 
         self.stream = stream or sys.stderr
