@@ -139,6 +139,8 @@ class ChildConfig:
     tracing: bool = True
     service_name: str = "python"
     sample_interval: float = 1.0
+    #: The console exporter is on: records the program printed are marked.
+    console: bool = False
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

@@ -14,7 +14,6 @@ no parent's monitor.
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import socket
@@ -27,14 +26,9 @@ from opentelemetry import trace
 from . import _events
 from ._config import ChildConfig
 from ._events import Event, hex_id
+from ._guest import LoggingGuest, StructlogGuest
 from ._plain import plain, safe_repr
-from ._sources import (
-    FunnelHandler,
-    FunnelLoggerFactory,
-    Send,
-    StructlogForwarder,
-    process_name,
-)
+from ._sources import Send, process_name
 from ._stream import Stream, write_stderr
 from .processors import Redact
 
@@ -145,9 +139,8 @@ class Participant:
         #: The exit monitor of this process's children, once it starts one.
         self.monitor: Monitor | None = None
         self._resources: dict[int, dict[str, Any]] = {}
-        self._handler = FunnelHandler(self.send)
-        self._old_level: int | None = None
-        self._old_structlog: dict[str, Any] | None = None
+        self._logging = LoggingGuest(self.send, config.level, config.console)
+        self._structlog: StructlogGuest | None = None
 
     def send(self, event: Event) -> None:
         """Run the sending chain on *event* and write it. Never raises."""
@@ -178,40 +171,19 @@ class Participant:
     # -- install and leave --
 
     def install(self) -> None:
-        root = logging.getLogger()
-        self._old_level = root.level
-        root.addHandler(self._handler)
-        root.setLevel(self.config.level)
+        """Join logging, structlog and OpenTelemetry beside the program's own."""
+        self._logging.install()
         if self.config.structlog:
-            self._install_structlog()
+            self._structlog = StructlogGuest(self.send, self.config.level)
+            self._structlog.install()
         if self.config.tracing:
             install_provider(self.config.service_name)
 
-    def _install_structlog(self) -> None:
-        import structlog
-
-        self._old_structlog = structlog.get_config()
-        structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                StructlogForwarder(),  # type: ignore[list-item]
-            ],
-            wrapper_class=structlog.make_filtering_bound_logger(self.config.level),
-            logger_factory=FunnelLoggerFactory(self.send),
-            cache_logger_on_first_use=False,
-        )
-
     def leave(self) -> None:
-        """Put logging and structlog back as they were; close the stream."""
-        root = logging.getLogger()
-        root.removeHandler(self._handler)
-        if self._old_level is not None:
-            root.setLevel(self._old_level)
-        if self._old_structlog is not None:
-            import structlog
-
-            structlog.reset_defaults()
-            structlog.configure(**self._old_structlog)
+        """Take mptrace out of logging and structlog; close the stream."""
+        self._logging.leave()
+        if self._structlog is not None:
+            self._structlog.leave()
         self.stop_monitor()
         self.stream.close()
 

@@ -290,6 +290,7 @@ def init(
         tracing=bool(tracing),
         service_name=listener_config.service_name,
         sample_interval=parse_timeout("sample_interval", sample_interval),
+        console=any(s.name == "console" for s in listener_config.exporters),
     )
     with _lock:
         if (

@@ -48,7 +48,8 @@ class ConsoleSink:
     """Renders events on the listener's stderr (the program's terminal).
 
     A log event as it was written, a finished span and a lifecycle transition
-    as one line each, and at the end the table of every process.
+    as one line each, and at the end the table of every process. A log event
+    the program's own logging already printed (``echoed``) is not printed again.
     """
 
     name = "console"
@@ -72,6 +73,8 @@ class ConsoleSink:
 
     def export(self, events: Sequence[Event]) -> None:
         for event in events:
+            if event.get("echoed"):  # the program's own logging printed it already
+                continue
             render = self.renderers.get(event.get("kind", "log"))
             line = render(event) if render is not None else None
             if line is not None:
