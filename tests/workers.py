@@ -703,3 +703,8 @@ def mark_processor(logger, method_name, event_dict):
 def print_and_log(tag: str) -> None:
     """Log one line through the program's own (console) logging."""
     logging.getLogger("app").warning("line from %s", tag)
+
+
+def log_tagged(tag: str, n: int = 1) -> None:
+    for i in range(n):
+        log.info("tagged", extra={"tag": tag, "i": i})

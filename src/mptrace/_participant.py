@@ -201,6 +201,8 @@ class Participant:
             if resource is _own_resource[0]:
                 # The global provider outlives sessions; each names its own service.
                 cached["service.name"] = self.config.service_name
+            # The run: the same value as every event's "run".
+            cached["service.instance.id"] = self.config.session_id
             # A forked child shares its parent's provider: say who made the span.
             cached["process.pid"] = self.pid
             cached["process.parent_pid"] = os.getppid()

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from ._config import ListenerConfig
 
 EXPORTER_HELP = (
-    "Valid exporters are 'console', 'jsonl:PATH', 'memory', 'otlp' (gRPC), "
+    "Valid exporters are 'console', 'jsonl:PATH' (with rotation options such as "
+    "'jsonl:run.jsonl?max_bytes=10MB&backups=5&compress=gz'), 'memory', 'otlp' (gRPC), "
     "'otlp+http', 'jaeger' (OTLP over gRPC to Jaeger; spans only), and your own "
     "sink class as 'package.module:Class' or mptrace.sinks.sink(Class, ...); "
     "'otlp', 'otlp+http' and 'jaeger' take an optional endpoint after a colon, "
