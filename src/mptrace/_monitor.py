@@ -9,6 +9,15 @@ what they would see without mptrace. This works for forkserver children too,
 which are the fork server's children and so cannot be peeked at with
 ``waitid``. Exactly one of ``join()``, ``close()`` and the monitor records each
 exit (``claim``).
+
+The thread is not alive when the program forks: a fork hook stops it before
+the fork, so Python 3.12+ has no cause to warn that a multi-threaded process
+forked, and the child has no half-held lock of ours. It starts again when
+the next child is watched (right after ``start()`` returns), not in the
+fork's parent hook: CPython counts threads for its warning after that hook.
+After a fork mptrace did not make (``os.fork``, a process it does not
+watch), the exits of children already running are recorded at their
+``join()``, at the next child's start, or at shutdown.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import multiprocessing.connection
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -116,15 +126,43 @@ class Monitor:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name="mptrace-monitor", daemon=True
-        )
-        self._thread.start()
+        self._pausing = False
+        self._paused = False
+        _register_fork_hooks()
+        _monitors.add(self)
+        self._thread = self._start_thread()
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="mptrace-monitor", daemon=True)
+        thread.start()
+        return thread
+
+    def pause(self) -> None:
+        """Before a fork: end the thread (its OS thread too), keeping every watch."""
+        thread = self._thread
+        if self._stopping or self._paused or not thread.is_alive():
+            return
+        self._pausing = True
+        try:
+            os.write(self._wake_w, b"p")
+        except OSError:
+            return
+        thread.join(5.0)
+        self._paused = True
+        _wait_thread_gone(thread.native_id, time.monotonic() + 1.0)
+
+    def resume(self) -> None:
+        """After a fork, in the parent, once it has returned: the thread again."""
+        if not self._paused or self._stopping:
+            return
+        self._pausing = self._paused = False
+        self._thread = self._start_thread()
 
     def watch(self, watch: Watch) -> None:
         with self._lock:
             self._watches[watch.sentinel] = watch
         os.write(self._wake_w, b"w")
+        self.resume()
 
     def claim(self, watch: Watch) -> bool:
         """True for the first caller only: that caller records the exit."""
@@ -141,7 +179,7 @@ class Monitor:
 
     def _run(self) -> None:
         next_sample = time.monotonic() + self.interval
-        while not self._stopping:
+        while not self._stopping and not self._pausing:
             with self._lock:
                 sentinels = list(self._watches)
             timeout = max(0.0, next_sample - time.monotonic())
@@ -175,6 +213,7 @@ class Monitor:
     def stop(self) -> None:
         """Record every child that has exited; close the spans of the rest."""
         self._stopping = True
+        _monitors.discard(self)
         os.write(self._wake_w, b"s")
         self._thread.join(5.0)
         with self._lock:
@@ -187,8 +226,38 @@ class Monitor:
 
     def forget(self) -> None:
         """Close the wake-up pipe (after a fork, the thread is not ours)."""
+        self._stopping = True
+        _monitors.discard(self)
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+# -- no thread of ours across a fork ----------------------------------------------
+
+_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
+_hooks_registered = False
+
+
+def _register_fork_hooks() -> None:
+    global _hooks_registered
+    if not _hooks_registered:
+        _hooks_registered = True
+        os.register_at_fork(before=_before_fork)
+
+
+def _before_fork() -> None:
+    for monitor in list(_monitors):
+        if monitor._thread is not threading.current_thread():
+            monitor.pause()
+
+
+def _wait_thread_gone(native_id: int | None, deadline: float) -> None:
+    """Wait until the kernel has let the OS thread go (join may return just before)."""
+    if native_id is None:
+        return
+    path = f"/proc/self/task/{native_id}"
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.0002)
