@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from . import _otel_env
 from ._events import Event, to_json
 from .exceptions import ConfigurationError
 from .sinks import SinkSpec
@@ -261,7 +262,11 @@ def _jsonl_path(name: str, target: str | None) -> SinkSpec:
 
 
 def _otlp(kind: str, logs: bool = True) -> Callable[[str, str | None], SinkSpec]:
-    return lambda name, target: SinkSpec(kind, target or None, logs=logs)
+    def check(name: str, target: str | None) -> SinkSpec:
+        _otel_env.check()
+        return SinkSpec(kind, target or None, logs=logs)
+
+    return check
 
 
 def _build_otlp(spec: SinkSpec, cfg: ListenerConfig) -> Any:
@@ -277,7 +282,7 @@ REGISTRY: dict[str, SinkType] = {
         _no_target, lambda spec, cfg: JsonlSink(memory_path(cfg.session_dir))
     ),
     "otlp": SinkType(_otlp("otlp"), _build_otlp),
-    "otlp+grpc": SinkType(_otlp("otlp"), _build_otlp),
+    "otlp+grpc": SinkType(_otlp("otlp+grpc"), _build_otlp),
     "otlp+http": SinkType(_otlp("otlp+http"), _build_otlp),
     "jaeger": SinkType(_otlp("otlp", logs=False), _build_otlp),
     "jaeger+http": SinkType(_otlp("otlp+http", logs=False), _build_otlp),
