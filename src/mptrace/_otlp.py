@@ -195,7 +195,8 @@ class OtlpSink(SdkSink):
         self.protocol = self.protocols["traces"]
         self.target = spec.target
         self.endpoint = self._describe_endpoint()
-        traces = _otel_env.signal_enabled("traces")
+        # spans=False: the program's own pipeline takes the spans (_otel_guest).
+        traces = _otel_env.signal_enabled("traces") and spec.kwargs.get("spans", True)
         logs = spec.logs and _otel_env.signal_enabled("logs")
         super().__init__(
             f"{spec.name} ({self.endpoint})",

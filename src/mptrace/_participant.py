@@ -27,6 +27,12 @@ from . import _events
 from ._config import ChildConfig
 from ._events import Event, hex_id
 from ._guest import LoggingGuest, StructlogGuest
+from ._otel_guest import (
+    program_provider,
+    set_aside_program_processors,
+    unwatch_late_provider,
+    watch_late_provider,
+)
 from ._plain import plain, safe_repr
 from ._sources import Send, process_name
 from ._stream import Stream, write_stderr
@@ -116,8 +122,12 @@ def redaction(redact: Redact) -> Step:
 class Participant:
     """This process's stream, sending chain and installed hooks."""
 
-    def __init__(self, config: ChildConfig, ppid: int | None = None) -> None:
+    def __init__(
+        self, config: ChildConfig, ppid: int | None = None, owner: bool = False
+    ) -> None:
         self.config = config
+        #: This process started the session (its spans go to its own exporters).
+        self.owner = owner
         self.pid = os.getpid()
         # Under forkserver the starter is not os.getppid() (the fork server).
         self.ppid = os.getppid() if ppid is None else ppid
@@ -164,6 +174,11 @@ class Participant:
         )
         self.stream.after_fork_in_child()
         self._resources = {}
+        if self.owner and self.config.tracing:
+            self.owner = False
+            provider = program_provider()
+            if provider is not None:  # its batch thread would die with this child
+                set_aside_program_processors(provider, _processor)
         monitor, self.monitor = self.monitor, None
         if monitor is not None:  # its thread did not cross the fork
             monitor.forget()
@@ -177,11 +192,13 @@ class Participant:
             self._structlog = StructlogGuest(self.send, self.config.level)
             self._structlog.install()
         if self.config.tracing:
-            install_provider(self.config.service_name)
+            install_provider(self.config.service_name, self.owner)
 
     def leave(self) -> None:
         """Take mptrace out of logging and structlog; close the stream."""
         self._logging.leave()
+        if self.owner:
+            unwatch_late_provider()
         if self._structlog is not None:
             self._structlog.leave()
         self.stop_monitor()
@@ -243,11 +260,14 @@ def send(event: Event) -> None:
         part.send(event)
 
 
-def join(config: ChildConfig, ppid: int | None = None) -> Participant:
+def join(
+    config: ChildConfig, ppid: int | None = None, owner: bool = False
+) -> Participant:
     """Make this process participate in the session of *config*.
 
-    *ppid* is the pid of the process that started this one. In a forked child
-    of a participant of the same session, the inherited participant stays.
+    *ppid* is the pid of the process that started this one; *owner* is true
+    in the process that started the session. In a forked child of a
+    participant of the same session, the inherited participant stays.
     """
     global _current, _fork_hook
     with _lock:
@@ -259,7 +279,7 @@ def join(config: ChildConfig, ppid: int | None = None) -> Participant:
         if not _fork_hook:
             os.register_at_fork(after_in_child=_after_fork_in_child)
             _fork_hook = True
-        part = _current = Participant(config, ppid)
+        part = _current = Participant(config, ppid, owner)
         part.install()
         return part
 
@@ -326,6 +346,7 @@ class FunnelSpanProcessor:
 
 #: The one span processor of this process; it sends through the current participant.
 _processor = FunnelSpanProcessor(send, lambda r: _resource_of(r))
+_processor._mptrace = True  # type: ignore[attr-defined]
 _own_resource: list[Any] = [None]
 
 
@@ -336,20 +357,25 @@ def _resource_of(resource: Any) -> dict[str, Any]:
     return part.resource_of(resource)
 
 
-def install_provider(service_name: str) -> None:
+def install_provider(service_name: str, owner: bool = True) -> None:
     """Make sure this process's spans reach the funnel.
 
-    With the user's own SDK provider in place, mptrace adds its processor to
-    it; otherwise it sets an SDK provider of its own as the global one.
+    With the program's own SDK provider in place, mptrace adds its processor
+    to it (in a child, in place of the program's: ``_otel_guest``);
+    otherwise it sets an SDK provider of its own as the global one.
     """
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
+    if owner:
+        watch_late_provider()
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         if not getattr(provider, "_mptrace_processor", False):
             provider.add_span_processor(_processor)  # type: ignore[arg-type]
             provider._mptrace_processor = True  # type: ignore[attr-defined]
+        if not owner and program_provider() is provider:
+            set_aside_program_processors(provider, _processor)
         return
     resource = Resource.create(
         {
@@ -363,4 +389,5 @@ def install_provider(service_name: str) -> None:
     _own_resource[0] = provider.resource
     provider.add_span_processor(_processor)  # type: ignore[arg-type]
     provider._mptrace_processor = True  # type: ignore[attr-defined]
+    provider._mptrace_own = True  # type: ignore[attr-defined]
     trace.set_tracer_provider(provider)

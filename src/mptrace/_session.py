@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _launch, _participant
+from . import _launch, _otel_guest, _participant
 from ._config import (
     ChildConfig,
     ListenerConfig,
@@ -101,7 +101,7 @@ class Session:
         self._proc, self._status = _launch.start_listener(
             self.listener_config, self.child_config
         )
-        _participant.join(self.child_config)
+        _participant.join(self.child_config, owner=True)
         atexit.register(self._atexit)
         return self
 
@@ -272,9 +272,14 @@ def init(
     global _session
     if _in_child():
         return JoinedSession()
+    exporters_ = parse_exporters(exporters)
+    if tracing:  # children's spans reach the program's own OTLP exporters too
+        exporters_ = _otel_guest.with_program_pipeline(exporters_, os.getpid())
     listener_config = ListenerConfig(
-        service_name=service_name or default_service_name(),
-        exporters=parse_exporters(exporters),
+        service_name=service_name
+        or _otel_guest.program_service_name()
+        or default_service_name(),
+        exporters=exporters_,
         processors=check_processors(processors),
         owner_pid=os.getpid(),
         shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),

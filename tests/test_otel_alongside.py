@@ -1,0 +1,118 @@
+"""Beside the program's own OpenTelemetry pipeline: every span once, one service.
+
+A real program (its own interpreter, so that it can set the global provider)
+sets a ``TracerProvider`` with a ``BatchSpanProcessor`` and an OTLP exporter
+pointed at the test receiver, then runs children and pool tasks through
+mptrace under each start method. Every span mptrace saw must reach the
+program's backend exactly once, under the program's service name.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import read_jsonl
+from otlp_receiver import OtlpReceiver
+
+PROGRAM = textwrap.dedent(
+    """
+    import sys
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    import mptrace
+    from workers import log_tagged, tr_square
+
+    if __name__ == "__main__":
+        method, protocol, endpoint, jsonl, extra = sys.argv[1:6]
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter)
+            exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter)
+            exporter = OTLPSpanExporter(endpoint=endpoint + "/v1/traces")
+        provider = TracerProvider(resource=Resource.create({"service.name": "user-svc"}))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        exporters = ["jsonl:" + jsonl] + ([extra] if extra != "-" else [])
+        with mptrace.init(exporters=exporters):
+            with trace.get_tracer("user").start_as_current_span("user-root"):
+                ctx = mptrace.get_context(method)
+                p = ctx.Process(target=log_tagged, args=("c",))
+                p.start()
+                p.join(60)
+                with ctx.Pool(2) as pool:
+                    pool.map(tr_square, range(4), chunksize=1)
+        provider.shutdown()
+    """
+)
+
+
+def _run(tmp_path: Path, method: str, protocol: str, endpoint: str, extra: str) -> Path:
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    jsonl = tmp_path / "run.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, str(script), method, protocol, endpoint, str(jsonl), extra],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return jsonl
+
+
+class TestProgramsProvider:
+    @pytest.mark.parametrize("protocol", ["http", "grpc"])
+    def test_every_span_reaches_the_programs_exporter_once(
+        self, tmp_path, start_method, protocol
+    ):
+        """The program's BatchSpanProcessor + OTLP exporter get every span id once."""
+        with OtlpReceiver(grpc=protocol == "grpc", http=protocol == "http") as rx:
+            endpoint = rx.grpc_endpoint if protocol == "grpc" else rx.http_endpoint
+            jsonl = _run(tmp_path, start_method, protocol, endpoint, "-")
+            seen = {e["span_id"] for e in read_jsonl(jsonl) if e["kind"] == "span"}
+            rx.wait_for_spans(lambda spans: {s["span_id"] for s in spans} >= seen, 10)
+            spans = rx.spans()
+        ids = [s["span_id"] for s in spans]
+        assert sorted(ids) == sorted(seen), "each span exactly once"
+        assert len(seen) >= 9  # root, child process, its span, pool workers, tasks
+        assert {s["resource"]["service.name"] for s in spans} == {"user-svc"}
+
+    def test_mptraces_otlp_beside_the_programs_sends_no_span_twice(
+        self, tmp_path, start_method
+    ):
+        """With mptrace's otlp exporter at the same backend, still each span once."""
+        with OtlpReceiver(grpc=False) as rx:
+            jsonl = _run(
+                tmp_path, start_method, "http", rx.http_endpoint,
+                "otlp+http:" + rx.http_endpoint,
+            )  # fmt: skip
+            seen = {e["span_id"] for e in read_jsonl(jsonl) if e["kind"] == "span"}
+            rx.wait_for_spans(lambda spans: {s["span_id"] for s in spans} >= seen, 10)
+            spans = rx.spans()
+            assert rx.wait_for_logs(1)  # mptrace's exporter still sends the logs
+        assert sorted(s["span_id"] for s in spans) == sorted(seen)
+
+
+class TestLateProvider:
+    def test_a_provider_set_after_init_is_told_on_stderr(self, jsonl, capsys):
+        """OpenTelemetry keeps the first provider; mptrace says so instead of silence."""
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        import mptrace
+
+        with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+            trace.set_tracer_provider(TracerProvider())
+            trace.set_tracer_provider(TracerProvider())
+        err = capsys.readouterr().err
+        assert err.count("TracerProvider was set after mptrace.init()") == 1, err
