@@ -21,7 +21,7 @@ from otlp_receiver import OtlpReceiver
 
 PROGRAM = textwrap.dedent(
     """
-    import sys
+    import os, sys
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -29,9 +29,9 @@ PROGRAM = textwrap.dedent(
     import mptrace
     from workers import log_tagged, tr_square
 
-    if __name__ == "__main__":
-        method, protocol, endpoint, jsonl, extra = sys.argv[1:6]
-        if protocol == "grpc":
+    def setup():
+        endpoint = os.environ["TEST_ENDPOINT"]
+        if os.environ["TEST_PROTOCOL"] == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
                 OTLPSpanExporter)
             exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
@@ -42,6 +42,16 @@ PROGRAM = textwrap.dedent(
         provider = TracerProvider(resource=Resource.create({"service.name": "user-svc"}))
         provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
+        return provider
+
+    # As opentelemetry-instrument does: every interpreter, children's too.
+    if os.environ.get("TEST_AT_IMPORT"):
+        provider = setup()
+
+    if __name__ == "__main__":
+        method, jsonl, extra = sys.argv[1:4]
+        if not os.environ.get("TEST_AT_IMPORT"):
+            provider = setup()
         exporters = ["jsonl:" + jsonl] + ([extra] if extra != "-" else [])
         with mptrace.init(exporters=exporters):
             with trace.get_tracer("user").start_as_current_span("user-root"):
@@ -56,14 +66,24 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def _run(tmp_path: Path, method: str, protocol: str, endpoint: str, extra: str) -> Path:
+def _run(
+    tmp_path: Path,
+    method: str,
+    protocol: str,
+    endpoint: str,
+    extra: str,
+    at_import: bool = False,
+) -> Path:
     script = tmp_path / "prog.py"
     script.write_text(PROGRAM)
     jsonl = tmp_path / "run.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["PYTHONPATH"] = str(Path(__file__).parent)
+    env.update(TEST_PROTOCOL=protocol, TEST_ENDPOINT=endpoint)
+    if at_import:
+        env["TEST_AT_IMPORT"] = "1"
     done = subprocess.run(
-        [sys.executable, str(script), method, protocol, endpoint, str(jsonl), extra],
+        [sys.executable, str(script), method, str(jsonl), extra],
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -85,6 +105,20 @@ class TestProgramsProvider:
         ids = [s["span_id"] for s in spans]
         assert sorted(ids) == sorted(seen), "each span exactly once"
         assert len(seen) >= 9  # root, child process, its span, pool workers, tasks
+        assert {s["resource"]["service.name"] for s in spans} == {"user-svc"}
+
+    def test_a_provider_set_in_every_interpreter_sends_each_span_once(
+        self, tmp_path, start_method
+    ):
+        """As under opentelemetry-instrument: children set the provider too; still once."""
+        with OtlpReceiver(grpc=False) as rx:
+            jsonl = _run(
+                tmp_path, start_method, "http", rx.http_endpoint, "-", at_import=True
+            )
+            seen = {e["span_id"] for e in read_jsonl(jsonl) if e["kind"] == "span"}
+            rx.wait_for_spans(lambda spans: {s["span_id"] for s in spans} >= seen, 10)
+            spans = rx.spans()
+        assert sorted(s["span_id"] for s in spans) == sorted(seen)
         assert {s["resource"]["service.name"] for s in spans} == {"user-svc"}
 
     def test_mptraces_otlp_beside_the_programs_sends_no_span_twice(
