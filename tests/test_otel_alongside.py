@@ -150,3 +150,28 @@ class TestLateProvider:
             trace.set_tracer_provider(TracerProvider())
         err = capsys.readouterr().err
         assert err.count("TracerProvider was set after mptrace.init()") == 1, err
+
+
+class TestOneResource:
+    def test_a_processs_logs_and_spans_share_one_resource(self, start_method, jsonl):
+        """Over OTLP, a pool worker's log records carry the resource of its spans."""
+        from workers import tr_square
+
+        import mptrace
+
+        with OtlpReceiver(grpc=False) as rx:
+            exporters = [f"jsonl:{jsonl}", f"otlp+http:{rx.http_endpoint}"]
+            with mptrace.init(exporters=exporters):
+                with mptrace.get_context(start_method).Pool(1) as pool:
+                    pool.map(tr_square, range(2))
+            spans = rx.wait_for_spans(
+                lambda s: any(x["name"].startswith("task") for x in s)
+            )
+            logs = rx.wait_for_logs(lambda r: any(x["body"] == "squaring" for x in r))
+        worker_log = next(x for x in logs if x["body"] == "squaring")
+        pid = worker_log["resource"]["process.pid"]
+        worker_spans = [s for s in spans if s["resource"]["process.pid"] == pid]
+        assert worker_spans
+        for span in worker_spans:
+            assert span["resource"] == worker_log["resource"]
+        assert worker_log["resource"]["service.instance.id"]

@@ -351,12 +351,12 @@ class TestLogsArrive:
         assert record["time_ns"] == T0
         assert record["attributes"] == {
             "items": [19, 75, 19],
-            "process.pid": 2602,
-            "process.parent_pid": 2598,
             "mptrace.process.name": "fetch-1",
         }
         assert record["scope"] == "pipeline"
         assert record["resource"]["service.name"] == "otlp-test"
+        assert record["resource"]["process.pid"] == 2602
+        assert record["resource"]["process.parent_pid"] == 2598
         # No ids outside a span (SDKs before 1.39 send zeros, which mean the same).
         assert record["trace_id"] in (None, "0" * 32)
         assert record["span_id"] in (None, "0" * 16)

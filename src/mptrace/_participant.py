@@ -87,9 +87,9 @@ def trace_context() -> Step:
         event["span_id"] = span_hex
         if span.is_recording():
             attributes = {
-                "log.message": event.get("event", ""),
-                "log.level": event.get("level", ""),
-                "log.logger": event.get("logger", ""),
+                "mptrace.log.message": event.get("event", ""),
+                "mptrace.log.level": event.get("level", ""),
+                "mptrace.log.logger": event.get("logger", ""),
             }
             exc = _events.exception_attributes(event.get("exc"))
             exc.pop("exception.stacktrace", None)
@@ -222,7 +222,7 @@ class Participant:
             cached["service.instance.id"] = self.config.session_id
             # A forked child shares its parent's provider: say who made the span.
             cached["process.pid"] = self.pid
-            cached["process.parent_pid"] = os.getppid()
+            cached["process.parent_pid"] = self.ppid  # the starter, as logs say
             if len(self._resources) > 64:
                 self._resources.clear()
             self._resources[id(resource)] = cached
