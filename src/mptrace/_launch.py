@@ -36,9 +36,12 @@ def make_dir() -> str:
 
 
 def start_listener(
-    cfg: ListenerConfig, child: ChildConfig
+    cfg: ListenerConfig, child: ChildConfig, stderr: int | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the listener; return it and the read end of its status pipe.
+
+    *stderr* is a file descriptor for the listener's stderr (the program's
+    own when None).
 
     Raises ListenerError (or ConfigurationError, for a sink it cannot build)
     when it does not start; nothing is left running then.
@@ -46,7 +49,7 @@ def start_listener(
     lsock = _bind(child.address)
     status_r, status_w = os.pipe()
     try:
-        proc = _spawn(cfg, child.authkey, lsock, status_w)
+        proc = _spawn(cfg, child.authkey, lsock, status_w, stderr)
     except BaseException:
         os.close(status_r)
         raise
@@ -77,7 +80,11 @@ def _bind(path: str) -> socket.socket:
 
 
 def _spawn(
-    cfg: ListenerConfig, authkey: bytes, lsock: socket.socket, status_w: int
+    cfg: ListenerConfig,
+    authkey: bytes,
+    lsock: socket.socket,
+    status_w: int,
+    stderr: int | None = None,
 ) -> subprocess.Popen[bytes]:
     inner = pickle.dumps((cfg, authkey))
     payload = pickle.dumps((list(sys.path), inner))
@@ -88,6 +95,7 @@ def _spawn(
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(lsock.fileno()), str(status_w)],
         stdin=subprocess.PIPE,
+        stderr=stderr,
         pass_fds=(lsock.fileno(), status_w),
         close_fds=True,
     )

@@ -10,14 +10,12 @@ which are the fork server's children and so cannot be peeked at with
 ``waitid``. Exactly one of ``join()``, ``close()`` and the monitor records each
 exit (``claim``).
 
-The thread is not alive when the program forks: a fork hook stops it before
-the fork, so Python 3.12+ has no cause to warn that a multi-threaded process
-forked, and the child has no half-held lock of ours. It starts again when
-the next child is watched (right after ``start()`` returns), not in the
-fork's parent hook: CPython counts threads for its warning after that hook.
-After a fork mptrace did not make (``os.fork``, a process it does not
-watch), the exits of children already running are recorded at their
-``join()``, at the next child's start, or at shutdown.
+The thread is not alive when the program forks (``_forksafe``): a fork hook
+stops it before the fork, and it starts again when the next child is
+watched (right after ``start()`` returns). After a fork mptrace did not make
+(``os.fork``, a process it does not watch), the exits of children already
+running are recorded at their ``join()``, at the next child's start, or at
+shutdown.
 """
 
 from __future__ import annotations
@@ -27,9 +25,10 @@ import multiprocessing.connection
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
+
+from . import _forksafe
 
 _log = logging.getLogger("mptrace.process")
 
@@ -128,8 +127,7 @@ class Monitor:
         self._stopping = False
         self._pausing = False
         self._paused = False
-        _register_fork_hooks()
-        _monitors.add(self)
+        _forksafe.register(self)
         self._thread = self._start_thread()
 
     def _start_thread(self) -> threading.Thread:
@@ -147,9 +145,8 @@ class Monitor:
             os.write(self._wake_w, b"p")
         except OSError:
             return
-        thread.join(5.0)
+        _forksafe.end_thread(thread)
         self._paused = True
-        _wait_thread_gone(thread.native_id, time.monotonic() + 1.0)
 
     def resume(self) -> None:
         """After a fork, in the parent, once it has returned: the thread again."""
@@ -162,7 +159,7 @@ class Monitor:
         with self._lock:
             self._watches[watch.sentinel] = watch
         os.write(self._wake_w, b"w")
-        self.resume()
+        _forksafe.resume_all()  # a fork has just returned: our threads again
 
     def claim(self, watch: Watch) -> bool:
         """True for the first caller only: that caller records the exit."""
@@ -213,7 +210,7 @@ class Monitor:
     def stop(self) -> None:
         """Record every child that has exited; close the spans of the rest."""
         self._stopping = True
-        _monitors.discard(self)
+        _forksafe.unregister(self)
         os.write(self._wake_w, b"s")
         self._thread.join(5.0)
         with self._lock:
@@ -227,37 +224,9 @@ class Monitor:
     def forget(self) -> None:
         """Close the wake-up pipe (after a fork, the thread is not ours)."""
         self._stopping = True
-        _monitors.discard(self)
+        _forksafe.unregister(self)
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
-
-
-# -- no thread of ours across a fork ----------------------------------------------
-
-_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
-_hooks_registered = False
-
-
-def _register_fork_hooks() -> None:
-    global _hooks_registered
-    if not _hooks_registered:
-        _hooks_registered = True
-        os.register_at_fork(before=_before_fork)
-
-
-def _before_fork() -> None:
-    for monitor in list(_monitors):
-        if monitor._thread is not threading.current_thread():
-            monitor.pause()
-
-
-def _wait_thread_gone(native_id: int | None, deadline: float) -> None:
-    """Wait until the kernel has let the OS thread go (join may return just before)."""
-    if native_id is None:
-        return
-    path = f"/proc/self/task/{native_id}"
-    while os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.0002)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -63,6 +64,11 @@ def program_service_name() -> str | None:
     if not isinstance(name, str) or name.startswith("unknown_service"):
         return None
     return name
+
+
+def service_name(default: Callable[[], str]) -> str:
+    """The program's provider's service name, else *default()*."""
+    return program_service_name() or default()
 
 
 def _processors(provider: Any) -> tuple[Any, ...]:
@@ -113,13 +119,13 @@ def describe(exporter: Any) -> dict[str, Any] | None:
 
 
 def with_program_pipeline(
-    exporters: tuple[SinkSpec, ...], owner_pid: int
+    exporters: tuple[SinkSpec, ...], owner_pid: int, tracing: bool = True
 ) -> tuple[SinkSpec, ...]:
     """*exporters*, plus a relay to each OTLP exporter of the program's provider.
 
     With a relay, mptrace's own OTLP sinks send log records only.
     """
-    provider = program_provider()
+    provider = program_provider() if tracing else None
     if provider is None:
         return exporters
     relays = []

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _launch, _otel_guest, _participant
+from . import _echo, _launch, _otel_guest, _participant
 from ._config import (
     ChildConfig,
     ListenerConfig,
@@ -71,6 +71,7 @@ class Session:
         self._started = False
         self._closed = False
         self._events: list[dict[str, Any]] | None = None
+        self._relay: _echo.StderrRelay | None = None
 
     @property
     def address(self) -> str:
@@ -98,8 +99,11 @@ class Session:
             if self._started:
                 return self
             self._started = True
-        self._proc, self._status = _launch.start_listener(
-            self.listener_config, self.child_config
+        # Where sys.stderr is not fd 2, the listener's stderr is brought to it.
+        self._relay, (self._proc, self._status) = _echo.start_with_relay(
+            lambda fd: _launch.start_listener(
+                self.listener_config, self.child_config, fd
+            )
         )
         _participant.join(self.child_config, owner=True)
         atexit.register(self._atexit)
@@ -120,7 +124,10 @@ class Session:
         part.send({"kind": FLUSH, "process": "MainProcess"})
         if not select.select([status], [], [], timeout)[0]:
             return False
-        return os.read(status, 1) == b"f"
+        flushed = os.read(status, 1) == b"f"
+        if self._relay is not None:
+            self._relay.drain()
+        return flushed
 
     def events(self) -> list[dict[str, Any]]:
         """Every event the ``memory`` exporter received, as dicts, in order.
@@ -177,6 +184,7 @@ class Session:
             if not part.stream.failed:
                 part.send({"kind": SHUTDOWN, "process": "MainProcess"})
         self._wait_listener(limit + _EXPORT_GRACE)
+        self._close_relay()
         if part is not None:
             _participant.leave(part)
             if part.stream.fallback_count:
@@ -204,6 +212,11 @@ class Session:
                 "killed it.\n"
             )
             _launch.kill(proc)
+
+    def _close_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.close()
 
     def _close_status(self) -> None:
         status, self._status = self._status, None
@@ -272,14 +285,11 @@ def init(
     global _session
     if _in_child():
         return JoinedSession()
-    exporters_ = parse_exporters(exporters)
-    if tracing:  # children's spans reach the program's own OTLP exporters too
-        exporters_ = _otel_guest.with_program_pipeline(exporters_, os.getpid())
     listener_config = ListenerConfig(
-        service_name=service_name
-        or _otel_guest.program_service_name()
-        or default_service_name(),
-        exporters=exporters_,
+        service_name=service_name or _otel_guest.service_name(default_service_name),
+        exporters=_otel_guest.with_program_pipeline(
+            parse_exporters(exporters), os.getpid(), bool(tracing)
+        ),
         processors=check_processors(processors),
         owner_pid=os.getpid(),
         shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
