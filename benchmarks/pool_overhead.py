@@ -8,6 +8,11 @@ one run on one machine:
   ``mptrace.init(exporters=["jsonl:FILE"])`` with tracing on (the default):
   every worker is a process span, ``map`` is a span, and every item is a
   ``task`` span sent to the listener by the worker that ran it.
+* plain under mptrace run: the plain ``multiprocessing`` pool of the first
+  line, in a session that instrumented the stdlib (``mptrace run`` is
+  ``init()`` and then the program, in the same interpreter, so the pool is
+  made and timed here the same way); its workers and tasks are traced
+  exactly like ``mptrace.Pool``'s.
 
 Three workloads, each one ``pool.map`` call with the default chunksize:
 
@@ -191,11 +196,17 @@ def run_plain(method: str, work: Workload, expected: list[int]) -> Run:
     return Run(seconds, pool_start, cpu)
 
 
-def run_mptrace(method: str, work: Workload, expected: list[int], path: str) -> Run:
+def run_mptrace(
+    method: str, work: Workload, expected: list[int], path: str, plain: bool = False
+) -> Run:
+    """mptrace's pool; with *plain*, the stdlib's pool, instrumented by the session."""
     ctx = multiprocessing.get_context(method)
     session = mptrace.init(service_name="pool-overhead", exporters=[f"jsonl:{path}"])
     try:
-        pool, pool_start = start_pool(lambda: mptrace.Pool(PROCESSES, context=ctx))
+        if plain:
+            pool, pool_start = start_pool(lambda: ctx.Pool(PROCESSES))
+        else:
+            pool, pool_start = start_pool(lambda: mptrace.Pool(PROCESSES, context=ctx))
         try:
             pids = [p.pid for p in multiprocessing.active_children()]
             pids.append(session.listener_pid)
@@ -344,6 +355,7 @@ def run_viztracer(method: str, work: Workload, folder: str) -> VizRun:
 class Results:
     plain: dict[str, list[Run]] = field(default_factory=dict)
     traced: dict[str, list[Run]] = field(default_factory=dict)
+    zero: dict[str, list[Run]] = field(default_factory=dict)
     viz: list[VizRun] = field(default_factory=list)
     viz_skipped: str | None = None
 
@@ -356,8 +368,8 @@ class Results:
     def fewest_accounted(self, key: str) -> int:
         return min(r.accounted or 0 for r in self.traced[key])
 
-    def ratio(self, key: str) -> float:
-        return self.best("traced", key).seconds / self.best("plain", key).seconds
+    def ratio(self, key: str, tool: str = "traced") -> float:
+        return self.best(tool, key).seconds / self.best("plain", key).seconds
 
 
 def progress(text: str) -> None:
@@ -398,16 +410,21 @@ def run_all(args: argparse.Namespace, works: list[Workload], folder: str) -> Res
     for work in works:
         expected = work.expected()
         results.plain[work.key], results.traced[work.key] = [], []
+        results.zero[work.key] = []
         for rep in range(1, args.repeat + 1):
             plain = run_plain(args.start_method, work, expected)
             results.plain[work.key].append(plain)
             path = os.path.join(folder, f"spans-{work.key}-{rep}.jsonl")
             traced = run_mptrace(args.start_method, work, expected, path)
             results.traced[work.key].append(traced)
+            path = os.path.join(folder, f"zero-{work.key}-{rep}.jsonl")
+            zero = run_mptrace(args.start_method, work, expected, path, plain=True)
+            results.zero[work.key].append(zero)
             progress(
                 f"[{rep}/{args.repeat}] {work.label}: plain {plain.seconds:.3f} s, "
                 f"mptrace {traced.seconds:.3f} s, task spans {traced.accounted:,}/"
-                f"{work.tasks:,}"
+                f"{work.tasks:,}; plain under mptrace run {zero.seconds:.3f} s, "
+                f"task spans {zero.accounted:,}/{work.tasks:,}"
             )
     if not args.viztracer:
         results.viz_skipped = "VizTracer: skipped (--no-viztracer)."
@@ -447,6 +464,22 @@ def table(results: Results, works: list[Workload]) -> list[str]:
             f"| {work.label} | {plain.seconds:.3f} | {traced.seconds:.3f} "
             f"| {results.ratio(work.key):.2f}× | {per_task:,.1f} "
             f"| {cpu / work.tasks * 1e6:,.1f} | {accounted:,}/{work.tasks:,} |"
+        )
+    return rows
+
+
+def zero_table(results: Results, works: list[Workload]) -> list[str]:
+    rows = [
+        "| workload | plain Pool (s) | the same Pool under `mptrace run` (s) "
+        "| ÷ plain | tasks accounted |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for work in works:
+        plain, zero = results.best("plain", work.key), results.best("zero", work.key)
+        accounted = min(r.accounted or 0 for r in results.zero[work.key])
+        rows.append(
+            f"| {work.label} | {plain.seconds:.3f} | {zero.seconds:.3f} "
+            f"| {results.ratio(work.key, 'zero'):.2f}× | {accounted:,}/{work.tasks:,} |"
         )
     return rows
 
@@ -491,11 +524,21 @@ def targets(results: Results, works: list[Workload]) -> list[tuple[bool, str]]:
                 f"mptrace ≤ {work.target:g}× plain, {work.label}: {ratio:.2f}×",
             )
         )
+    for work in works:
+        ratio = results.ratio(work.key, "zero")
+        out.append(
+            (
+                ratio <= work.target,
+                f"plain Pool under mptrace run ≤ {work.target:g}× plain, "
+                f"{work.label}: {ratio:.2f}×",
+            )
+        )
     lost = [
         f"{w.key}: {results.fewest_accounted(w.key):,}/{w.tasks:,}"
         for w in works
         if results.fewest_accounted(w.key) != w.tasks
         or any(r.spans_seen != w.tasks for r in results.traced[w.key])
+        or any(r.accounted != w.tasks for r in results.zero[w.key])
     ]
     out.append(
         (
@@ -521,6 +564,8 @@ def report(results: Results, works: list[Workload], args: argparse.Namespace) ->
         "items covered by task spans under Pool.map over all runs\n"
     )
     print("\n".join(table(results, works)))
+    print()
+    print("\n".join(zero_table(results, works)))
     print()
     print("\n".join(viz_table(results, works)))
     print()

@@ -303,6 +303,41 @@ class TestExceptions:
 
 
 @pytest.mark.parametrize("who", WHO)
+class TestOddValues:
+    def test_an_int_too_long_for_decimal_text_arrives_in_hexadecimal(self, run, who):
+        """10**5000 has more digits than an int may print; it arrives, exactly, in hex."""
+        for rec in case_records(run, who, "huge_int", 2):
+            text = rec["n"]
+            assert text.startswith("<int of 16610 bits: 0x"), text[:40]
+            assert int(text[len("<int of 16610 bits: ") : -1], 16) == 10**5000
+
+    def test_an_event_bigger_than_a_frame_arrives_cut_with_a_marker(self, run, who):
+        """70 MiB of fields: the record arrives without them, saying so, and
+        the stream goes on (the sentinels and the no-loss test check that)."""
+        (rec,) = logs_of(run.events, pid=run.pids[who], event="too big")
+        assert "exceeds the 67108864 a frame holds" in rec["mptrace_error"]
+        assert "f0, f1, f10" in rec["mptrace_error"]
+        assert rec["level"] == "info" and "f0" not in rec
+
+    def test_keys_of_mixed_types_keep_every_value(self, run, who):
+        """``1`` and ``"1"`` as keys of one dict: both values arrive."""
+        for rec in case_records(run, who, "mixed_keys", 2):
+            assert rec["mixed"] == {
+                "int:1": "int one",
+                "1": "str one",
+                "(2,)": "tuple",
+            }
+
+    def test_structlog_reserved_keys_keep_the_level_and_the_field(self, run, who):
+        """``level=3`` is the program's field: the record stays a warning."""
+        (rec,) = case_records(run, who, "structlog_reserved_keys", 1)
+        assert rec["level"] == "warning"
+        assert rec["level_"] == 3
+        assert rec["pid_"] == "mine"
+        assert rec["pid"] == run.pids[who]
+
+
+@pytest.mark.parametrize("who", WHO)
 class TestNothingBreaks:
     def test_every_case_is_followed_by_its_sentinel(self, run, who):
         """After every bad record its process goes on: one sentinel per case, in order."""
@@ -316,7 +351,8 @@ class TestNothingBreaks:
         everything = [e for e in run.events if e.get("pid") == run.pids[who]]
         assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
         mine = logs_of(run.events, pid=run.pids[who])
-        assert not [r for r in mine if "mptrace_error" in r]
+        patched = [r for r in mine if "mptrace_error" in r]
+        assert [r["event"] for r in patched] == ["too big"]  # cut on purpose
         lost = [
             e
             for e in run.events

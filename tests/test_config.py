@@ -88,7 +88,7 @@ MISTAKES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "negative level": ({"level": -1}, ("Invalid level -1", "non-negative int")),
     "bool level": ({"level": True}, ("Invalid level True", "non-negative int")),
     "float level": ({"level": 10.0}, ("Invalid level 10.0", "non-negative int")),
-    "None level": ({"level": None}, ("Invalid level None", "non-negative int")),
+    "list level": ({"level": []}, ("Invalid level []", "non-negative int")),
     "zero block_timeout": ({"block_timeout": 0}, ("block_timeout=", "greater than 0")),
     "negative block_timeout": (
         {"block_timeout": -1.5},

@@ -8,9 +8,11 @@ import re
 import signal
 import time
 
+from conftest import logs_of, read_jsonl
 from workers import log_through_dead_listener
 
 import mptrace
+from mptrace import _participant, _stream
 
 N = 50
 
@@ -59,7 +61,7 @@ class TestListenerKilled:
             assert (
                 len(
                     re.findall(
-                        rf"process {p.pid} now writes its records to its own stderr",
+                        rf"process {p.pid} writes its records to its own stderr until",
                         err,
                     )
                 )
@@ -78,6 +80,87 @@ class TestListenerKilled:
         t0 = time.monotonic()
         session.shutdown()
         assert time.monotonic() - t0 < 2.0
+
+
+class TestLossIsCounted:
+    def test_records_a_killed_listener_never_read_are_counted_and_sigpipe_spares_the_child(
+        self, start_method, jsonl, tmp_path
+    ):
+        """The listener stops reading, the child writes 100 records, the listener
+        is SIGKILLed: the child (SIGPIPE at its default action) lives on, exits 0,
+        and says exactly 100 of its records were lost."""
+        from workers import log_into_a_dying_listener
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        ctx = mptrace.get_context(start_method)
+        ready, stopped, written, killed = (ctx.Event() for _ in range(4))
+        err_path = tmp_path / "child.err"
+        child = ctx.Process(
+            target=log_into_a_dying_listener,
+            args=(ready, stopped, written, killed, 100, str(err_path)),
+        )
+        child.start()
+        try:
+            assert ready.wait(60)
+            assert session.force_flush()  # the listener has read all there was
+            os.kill(session.listener_pid, signal.SIGSTOP)
+            stopped.set()
+            assert written.wait(60)
+            os.kill(session.listener_pid, signal.SIGKILL)
+            session._proc.wait(10)
+            killed.set()
+            child.join(60)
+        finally:
+            session.shutdown()
+        assert child.exitcode == 0, "the child died of SIGPIPE"
+        err = err_path.read_text()
+        assert re.search(
+            rf"the listener died before reading 100 records \(\d+ bytes\) "
+            rf"process {child.pid} had sent it",
+            err,
+        ), err[-2000:]
+        assert "after death" in err
+
+
+class TestListenerComesBack:
+    def test_a_stalled_listener_gets_its_streams_back_and_stops_promptly(
+        self, monkeypatch, jsonl, capfd
+    ):
+        """A listener stalled past block_timeout, then resumed: the parent's
+        stream comes back (later records and a later child's process span reach
+        the file), and shutdown is as prompt as ever, without killing it."""
+        from workers import log_n
+
+        monkeypatch.setattr(_stream, "RETRY_AFTER", 0.0)  # try again at once
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"], block_timeout=0.3)
+        stream = _participant.current().stream
+        log = logging.getLogger("parent")
+        log.info("before the stall")
+        assert session.force_flush()
+        os.kill(session.listener_pid, signal.SIGSTOP)
+        try:
+            for i in range(50):
+                log.info("during the stall", extra={"i": i, "pad": "y" * 65536})
+                if stream.failed:
+                    break
+            assert stream.failed, "the stall never filled the pipe"
+        finally:
+            os.kill(session.listener_pid, signal.SIGCONT)
+        log.info("after the stall")
+        assert not stream.failed
+        child = mptrace.Process(target=log_n, args=(5, "late-child"), name="late")
+        child.start()
+        child.join(60)
+        t0 = time.monotonic()
+        session.shutdown()
+        assert time.monotonic() - t0 < 3.0
+        assert session._proc.returncode == 0, "the listener was killed"
+        err = capfd.readouterr().err
+        assert "the listener is back" in err
+        events = read_jsonl(jsonl)
+        assert logs_of(events, event="after the stall")
+        assert len(logs_of(events, tag="late-child")) == 5
+        assert [s for s in events if s.get("kind") == "span" and "late" in s["name"]]
 
 
 class TestListenerStuck:

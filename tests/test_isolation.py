@@ -10,7 +10,7 @@ from conftest import logs_of, read_jsonl
 from workers import log_forever, log_n
 
 import mptrace
-from mptrace import _events, _stream
+from mptrace import _events, _handshake
 
 MIB = 1024 * 1024
 
@@ -57,7 +57,7 @@ class _RawClient:
 
     def __init__(self, session: mptrace.Session, pid: int) -> None:
         config = session.child_config
-        self.fd = _stream.open_pipe(config.address, config.authkey, 10)
+        self.fd = _handshake.open_pipe(config.address, config.authkey, 10)
         os.set_blocking(self.fd, True)
         self.sendall(
             _events.encode(

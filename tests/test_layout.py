@@ -23,6 +23,7 @@ LAZY_ALLOWED = {
     ("_cli", "_report_html"): "the HTML page",
     ("_cli", "_report_text"): "the text report",
     ("_cli", "_timeline"): "the trace-event writer",
+    ("_cli", "_run"): "a whole session (the OpenTelemetry SDK), for `run` only",
     ("_select", "_render"): "structlog's console renderer, for span/lifecycle text",
 }
 

@@ -141,6 +141,38 @@ class TestPlain:
         out = plain(value)
         assert out == value and type(out) is type(value)
 
+    @pytest.mark.parametrize("sign", [1, -1])
+    def test_ints_too_long_for_decimal_text_become_hexadecimal(self, sign):
+        """Past 4,300 digits ``str(int)`` raises; the value still encodes, exactly."""
+        value = sign * 10**5000
+        out = plain(value)
+        assert out.startswith(f"<int of {value.bit_length()} bits: ")
+        assert int(out.split(": ", 1)[1][:-1], 16) == value
+        _events.to_json({"n": out})  # and it encodes
+
+    def test_int_subclasses_become_ints(self):
+        """An IntEnum or other int subclass is written as its value, not a repr."""
+        import enum
+
+        class Colour(enum.IntEnum):
+            RED = 1
+
+        out = plain(Colour.RED)
+        assert out == 1 and type(out) is int
+
+    @pytest.mark.parametrize(
+        "value, expected",
+        [
+            ({1: "a", "1": "b"}, {"int:1": "a", "1": "b"}),
+            ({"1": "b", 1: "a"}, {"1": "b", "int:1": "a"}),
+            ({1: "a", (1,): "c"}, {"1": "a", "(1,)": "c"}),
+            ({b"k": 1, "b'k'": 2}, {"bytes:b'k'": 1, "b'k'": 2}),
+        ],
+    )
+    def test_keys_that_collide_as_text_keep_both_values(self, value, expected):
+        """A non-str key whose repr another key already has is named with its type."""
+        assert plain(value) == expected
+
     @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
     def test_non_finite_floats_become_text(self, value):
         """JSON has no NaN or infinity: such floats arrive as the text Python prints."""

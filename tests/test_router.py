@@ -20,7 +20,7 @@ import mptrace
 from mptrace import _events, _listener, _transport
 from mptrace._config import ListenerConfig
 from mptrace._otel_values import _Resources
-from mptrace._proctable import ProcessTable
+from mptrace._proctable import ROWS_KEPT, ProcessTable
 from mptrace.sinks import SinkSpec
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -129,6 +129,57 @@ class TestProcessTable:
         ]
         assert span["status"] == "error"
         assert span["events"][-1]["attributes"]["exception.stacktrace"] == "tb"
+
+    @staticmethod
+    def _run_child(table, pid, *, raised=False, killed=False, ts=0):
+        """What the parent and the child say of one child, then its span."""
+        table.on_lifecycle({"transition": "started", "target_pid": pid, "ts": ts + 1})
+        if not killed:
+            finished = {"transition": "finished", "target_pid": pid, "ts": ts + 2}
+            finished["outcome"] = "raised" if raised else "returned"
+            if raised:
+                finished["exc"] = {
+                    "type": "ValueError",
+                    "message": "old",
+                    "traceback": "",
+                }
+            table.on_lifecycle(finished)
+        exited = {"transition": "exited", "target_pid": pid, "ts": ts + 3}
+        exited.update(
+            {"exitcode": -9, "signal": "SIGKILL"}
+            if killed
+            else {"exitcode": int(raised)}
+        )
+        table.on_lifecycle(exited)
+        span = {"attributes": {"process.pid": pid}, "events": []}
+        table.complete_span(span)
+        return span
+
+    def test_a_reused_pid_is_a_new_process(self):
+        """A SIGKILLed child that got an earlier child's pid shows its own end,
+        not the earlier child's exception; the table has a row for each."""
+        table = ProcessTable()
+        first = self._run_child(table, 5, raised=True)
+        assert first["status"] == "error"
+        second = self._run_child(table, 5, killed=True, ts=10)
+        assert [e["name"] for e in second["events"]] == []
+        assert "status" not in second
+        rows = [(r["pid"], r["exit"]) for r in table.summary()]
+        assert rows == [(5, "1"), (5, "SIGKILL")]
+
+    def test_memory_is_bounded_however_many_children(self):
+        """Past ROWS_KEPT finished children the table only counts: no live rows
+        are left, the summary ends with one row for the rest."""
+        table = ProcessTable()
+        for pid in range(3 * ROWS_KEPT):
+            self._run_child(table, 1000 + pid, raised=pid % 3 == 0)
+        assert table.rows == {}
+        assert len(table.retired) == ROWS_KEPT
+        rows = table.summary()
+        assert len(rows) == ROWS_KEPT + 1
+        rest = rows[-1]
+        assert rest["name"] == f"{2 * ROWS_KEPT} more"
+        assert rest["exit"] == f"0 ×{2 * ROWS_KEPT - 666}, 1 ×666"
 
 
 def _peer(pid: int) -> _transport.Peer:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from conftest import logs_of, read_jsonl
-from workers import log_n, log_secrets
+from workers import log_in_everywhere, log_n, log_secrets
 
 import mptrace
 import mptrace.processors
-from mptrace import _events, _stream
+from mptrace import _events, _handshake
 from mptrace.processors import DEFAULT_SECRET_KEYS, Redact
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
@@ -169,7 +169,7 @@ class TestHandshake:
             elapsed = time.monotonic() - t0
         assert child.exitcode == 0
         # Handshakes one at a time would hold the child until the silent one timed out.
-        assert elapsed < _stream.HANDSHAKE_TIMEOUT, elapsed
+        assert elapsed < _handshake.HANDSHAKE_TIMEOUT, elapsed
         session.shutdown()
         events = read_jsonl(jsonl)
         assert len(logs_of(events, tag="beside-silent", pid=child.pid)) == 3
@@ -286,10 +286,19 @@ class TestRedactProcessor:
             "private_key",
             "Authorization",
             "proxy-authorization",
+            "db.password",
+            "http.request.header.authorization",
+            "mptrace.args.password",
+            "X-Api-Key",
+            "b'password'",
+            "accessToken",
+            "user password",
+            "old_password_hash",
         ],
     )
     def test_default_keys_match(self, key):
-        """Equal, '_'-suffixed or '_'-prefixed forms of a default key match, any case, '-' as '_'."""
+        """A default key as a run of the key's words: any case, split at '_', '.',
+        '-', spaces, quotes and camelCase."""
         assert Redact().is_secret(key)
         assert Redact()(None, "info", {key: "v"}) == {key: "[redacted]"}
 
@@ -377,7 +386,7 @@ class TestRedactProcessor:
         redact.is_secret("ssn")  # fill the cache
         back = pickle.loads(pickle.dumps(redact, protocol))
         assert type(back) is Redact
-        assert back.keys == ("ssn", "x_pin")
+        assert back.keys == ("SSN", "X-Pin")
         assert back.placeholder == "<gone>"
         event = {"ssn": 1, "X-Pin": 2, "name": 3}
         assert back(None, "info", dict(event)) == {
@@ -391,3 +400,33 @@ class TestRedactProcessor:
         result = doctest.testmod(mptrace.processors)
         assert result.attempted > 0
         assert result.failed == 0
+
+
+class TestRedactionReachesEverything:
+    def test_arguments_attributes_events_and_bytes_keys(self, start_method, jsonl):
+        """record_args, span and event attributes under dotted or dashed names,
+        dicts and lists of dicts given as arguments, and bytes keys: no secret
+        reaches the file, from the parent or a child, and the rest does."""
+        with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+            log_in_everywhere()
+            child = mptrace.get_context(start_method).Process(target=log_in_everywhere)
+            child.start()
+            child.join(60)
+        assert child.exitcode == 0
+        raw = jsonl.read_text("utf-8")
+        assert "SECRET" not in raw, raw[raw.index("SECRET") - 80 :][:160]
+        spans = [e for e in read_jsonl(jsonl) if e.get("name") == "tr_login"]
+        assert len(spans) == 2
+        for span in spans:
+            attrs = span["attributes"]
+            assert attrs["mptrace.args.user"] == "ann"
+            assert attrs["mptrace.args.password"] == "[redacted]"
+            assert attrs["mptrace.args.options.token"] == "[redacted]"
+            assert attrs["mptrace.args.options.retries"] == 3
+            assert attrs["mptrace.args.headers.0.authorization"] == "[redacted]"
+            assert attrs["db.password"] == "[redacted]"
+            assert attrs["http.request.header.authorization"] == "[redacted]"
+            (event,) = [e for e in span["events"] if e["name"] == "retry"]
+            assert event["attributes"] == {"X-Api-Key": "[redacted]", "attempt": 2}
+        blobs = logs_of(read_jsonl(jsonl), event="bytes key")
+        assert [b["blob"] for b in blobs] == [{"b'password'": "[redacted]"}] * 2

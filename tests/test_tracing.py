@@ -60,9 +60,12 @@ def check_tree(
         "every span is in the one trace"
     )
 
+    # The session's span of the whole run holds the program's own spans.
+    [run] = [s for s in spans if s["attributes"].get("mptrace.span") == "run"]
+    assert run["parent_span_id"] is None
     root = one(spans, "root")
     assert root["span_id"] == out["root_span_id"]
-    assert root["parent_span_id"] is None
+    assert root["parent_span_id"] == run["span_id"]
 
     # The two mptrace.Process children: made and ended by the parent, under root.
     for (name, pid), code in zip(out["children"].items(), out["exitcodes"]):
@@ -115,7 +118,7 @@ def check_tree(
         assert task["attributes"]["process.pid"] == ran_in
         assert task["resource"]["process.pid"] == ran_in, "sent by the worker itself"
 
-    assert len(spans) == 1 + 2 + 2 + 1 + items, sorted(s["name"] for s in spans)
+    assert len(spans) == 1 + 1 + 2 + 2 + 1 + items, sorted(s["name"] for s in spans)
 
 
 def run_program(
@@ -362,8 +365,17 @@ class TestLogsInSpans:
             assert record["trace_id"] == trace_id and record["span_id"] == span_id, (
                 message
             )
+        # Outside the program's spans, a record belongs to the run's span,
+        # which is not given an event per record (it would gather every line).
         [outside] = logs_of(events, event="outside any span")
-        assert "trace_id" not in outside and "span_id" not in outside
+        [run] = [
+            s for s in spans_of(events) if s["attributes"].get("mptrace.span") == "run"
+        ]
+        assert (outside["trace_id"], outside["span_id"]) == (
+            run["trace_id"],
+            run["span_id"],
+        )
+        assert [e for e in run["events"] if e["name"] == "log"] == []
         work = one(spans_of(events), "work")
         logged = [e for e in work["events"] if e["name"] == "log"]
         assert [e["attributes"]["mptrace.log.message"] for e in logged] == [
@@ -445,7 +457,9 @@ class TestOtlpUnavailable:
         assert out["shutdown_s"] < 8.0, out["shutdown_s"]
         events = read_jsonl(path)
         spans, logs = spans_of(events), logs_of(events)
-        assert len(spans) == 1 + 2 + 2 + 1 + 3, "the JSON lines still get every span"
+        assert len(spans) == 1 + 1 + 2 + 2 + 1 + 3, (
+            "the JSON lines still get every span"
+        )
         # "N spans dropped by ..." or "N events (S spans, L log records) dropped by ..."
         [summary] = [
             line

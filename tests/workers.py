@@ -92,6 +92,40 @@ def log_through_dead_listener(n: int, tag: str, go, done_first, err_path: str) -
         sys.exit(3)
 
 
+def log_into_a_dying_listener(ready, stopped, written, killed, count, err_path) -> None:
+    """With SIGPIPE's default action restored, as command-line tools do: log
+    *count* records the stopped listener cannot read, then one after it died."""
+    import signal
+
+    stderr_to(err_path)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    log.info("connected")
+    ready.set()
+    stopped.wait(60)
+    for i in range(count):
+        log.info("unread", extra={"i": i})
+    written.set()
+    killed.wait(60)
+    log.info("after death")
+
+
+def log_while_the_listener_is_full(tried, freed, err_path: str) -> None:
+    """Log while the listener has no descriptor to spare, then until the
+    stream is back once it has (the stream tries again on its own clock)."""
+    from mptrace import _participant
+
+    stderr_to(err_path)
+    log.info("while full")
+    tried.set()
+    freed.wait(60)
+    stream = _participant.current().stream
+    deadline = time.monotonic() + 30
+    while stream.failed and time.monotonic() < deadline:
+        log.info("waiting for the listener")
+        freed.wait(0.05)  # already set: a pause between tries, not a wait on a peer
+    log.info("back")
+
+
 def log_big_and_time(ready, go, count: int, err_path: str) -> None:
     """After *go*, log *count* 1 MiB records and say on stderr how long the slowest took."""
     stderr_to(err_path)
@@ -306,6 +340,31 @@ def bad_case_logger_exception(case: str) -> int:
         log.exception("division failed", extra={"case": case})
         mptrace.get_logger("tests.bad").exception("division failed", case=case)
     return 2
+
+
+def bad_case_bigger_than_a_frame(case: str) -> int:
+    fields = {f"f{i}": "z" * (1024 * 1024) for i in range(70)}  # 70 MiB
+    log.info("too big", extra=fields)
+    return 0  # its fields, "case" among them, are cut
+
+
+def bad_case_huge_int(case: str) -> int:
+    big = 10**5000  # past the 4,300 digits an int may have as decimal text
+    mptrace.get_logger("tests.bad").info("huge int", case=case, n=big)
+    log.info("huge int", extra={"case": case, "n": big})
+    return 2
+
+
+def bad_case_mixed_keys(case: str) -> int:
+    fields = {"mixed": {1: "int one", "1": "str one", (2,): "tuple"}}
+    mptrace.get_logger("tests.bad").info("mixed keys", case=case, **fields)
+    log.info("mixed keys", extra={"case": case, **fields})
+    return 2
+
+
+def bad_case_structlog_reserved_keys(case: str) -> int:
+    mptrace.get_logger("tests.bad").warning("reserved", case=case, level=3, pid="mine")
+    return 1
 
 
 def bad_input_cases() -> list[str]:
@@ -549,6 +608,30 @@ def tr_traced_named(a: int, b: int = 10, *, label: object = None) -> int:
     return a * b
 
 
+@mptrace.traced(record_args=True)
+def tr_login(user: str, password: str, options: dict, headers: list) -> str:
+    """@traced(record_args=True) over secrets, the span's own attributes too."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    span.set_attribute("db.password", "SECRET-db-attr")
+    span.set_attribute("http.request.header.authorization", "SECRET-bearer")
+    span.add_event("retry", {"X-Api-Key": "SECRET-event-key", "attempt": 2})
+    logging.getLogger("tests.security").info(
+        "bytes key", extra={"blob": {b"password": "SECRET-bytes-key"}}
+    )
+    return user
+
+
+def log_in_everywhere() -> None:
+    tr_login(
+        "ann",
+        "SECRET-arg",
+        {"token": "SECRET-dict-arg", "retries": 3},
+        [{"authorization": "SECRET-list-arg"}],
+    )
+
+
 @mptrace.traced(record_args=False)
 def tr_traced_secret(password: str) -> int:
     """@traced(record_args=False): the argument must not be recorded."""
@@ -662,6 +745,17 @@ def log_nested_level_field() -> None:
 def passthrough_processor(logger, method_name, event_dict):
     """A listener-side processor that changes nothing."""
     return event_dict
+
+
+def log_after(go, n: int) -> None:
+    """Wait for *go*, then log *n* records (a child nobody joins)."""
+    go.wait(60)
+    for i in range(n):
+        log.info("after", extra={"i": i})
+
+
+def block_until(go) -> None:
+    go.wait(60)
 
 
 # -- living beside the program's own logging and structlog ----------------------

@@ -11,9 +11,11 @@ Importing mptrace configures nothing and starts nothing; :func:`init` does::
 from __future__ import annotations
 
 from . import sinks
+from ._instrument import instrument, uninstrument
+from ._joined import JoinedSession
 from ._pool import Pool, ProcessPoolExecutor, get_context
 from ._process import Process
-from ._session import JoinedSession, Session, get_logger, get_session, init, shutdown
+from ._session import Session, get_logger, get_session, init, shutdown
 from ._traced import traced
 from ._version import __version__
 from .exceptions import ConfigurationError, ListenerError, MptraceError
@@ -32,7 +34,9 @@ __all__ = [
     "get_logger",
     "get_session",
     "init",
+    "instrument",
     "shutdown",
     "sinks",
     "traced",
+    "uninstrument",
 ]

@@ -1,10 +1,11 @@
-"""The ``mptrace`` command: reads the JSON-lines files a session wrote.
+"""The ``mptrace`` command: runs a program in a session; reads the files it wrote.
 
 ``mptrace logs`` prints records as the console exporter does (or as JSON
 lines) with filters, and can follow a file like ``tail -F``;
 ``mptrace report`` gives a run at a glance and exits 1 when a process failed;
 ``mptrace timeline`` writes a trace-event file for Perfetto or
-``chrome://tracing``. A new subcommand is one more ``@main.command()``.
+``chrome://tracing``; ``mptrace run`` runs an unmodified program inside a
+session (``_run``). A new subcommand is one more ``@main.command()``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import click
 
 from ._reader import Event, Problems, Reader, order_files
 from ._select import KINDS, LEVELS, Selection, When, resolve_run
+from .exceptions import ConfigurationError
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -73,8 +75,10 @@ RUN = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mptrace", prog_name="mptrace")
 def main() -> None:
-    """Read the JSON-lines files that mptrace's jsonl:PATH exporter writes.
+    """Run a program in a session; read the JSON-lines files it wrote.
 
+    `mptrace run` runs an unmodified program with every process it starts
+    taking part. The other commands read what the jsonl:PATH exporter wrote:
     FILE may be a rotated file or a gzip file; several files are read oldest
     first.
     """
@@ -254,3 +258,61 @@ def timeline(files: tuple[str, ...], run: str | None, output: str) -> None:
     problems.finish()
     if output != "-":
         click.echo(f"mptrace: {trace.count} trace events written to {output}", err=True)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option(
+    "-m",
+    "module",
+    is_flag=True,
+    help="Run PROGRAM as a module, as python -m does.",
+)
+@click.option(
+    "-e",
+    "--exporter",
+    "exporters",
+    multiple=True,
+    metavar="SPEC",
+    help="Where events go (repeatable): console, jsonl:PATH, otlp, otlp+http, "
+    "memory or package.module:Class. Default: $MPTRACE_EXPORTERS, else console.",
+)
+@click.option(
+    "--level",
+    metavar="LEVEL",
+    help="The lowest level funnelled. Default: $MPTRACE_LEVEL, else INFO.",
+)
+@click.option(
+    "--service-name",
+    metavar="NAME",
+    help="The name in traces. Default: $OTEL_SERVICE_NAME, else the program's.",
+)
+@click.option(
+    "--no-instrument",
+    is_flag=True,
+    help="Only mptrace's drop-ins take part, not plain multiprocessing.",
+)
+@click.argument("program", metavar="PROGRAM")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(
+    module: bool, exporters: tuple[str, ...], level: str | None,
+    service_name: str | None, no_instrument: bool, program: str,
+    args: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Run PROGRAM (a script, or a module with -m) with ARGS inside a session.
+
+    Every process it starts with multiprocessing or concurrent.futures takes
+    part; the exit status is the program's own.
+    """
+    from ._run import run_program
+
+    if not module and not os.path.isfile(program):
+        raise click.BadParameter(f"no such file: {program!r}.", param_hint="PROGRAM")
+    try:
+        run_program(
+            program, args, module, exporters=exporters or None, level=level,
+            service_name=service_name, instrument=False if no_instrument else None,
+        )  # fmt: skip
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None

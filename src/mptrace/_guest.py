@@ -158,13 +158,11 @@ class LoggingGuest:
         ):
             self._old_handle(logger, record)
             return
-        # Below the program's own level: for mptrace only.
+        # Below the program's own level: for mptrace only (a non-propagating
+        # logger's too, as every record reaches the funnel once).
         if logger.disabled or record.levelno < self.handler.level:
             return
-        node: Any = logger
-        while node.propagate and node.parent is not None:
-            node = node.parent
-        if node is logging.root and logger.filter(record):
+        if logger.filter(record):
             self.handler.handle(record)
 
     def leave(self) -> None:

@@ -14,10 +14,13 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 from ._config import ChildConfig, ListenerConfig
 from .exceptions import ConfigurationError, ListenerError
@@ -27,12 +30,57 @@ LISTENER_START_TIMEOUT = 60.0
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: A session folder whose owner is dead is removed by the next session once
+#: it is this many seconds old (its listener drains for a few seconds at most).
+STALE_AFTER = 30.0
+
+
 def make_dir() -> str:
-    """A new private folder for one session (mode 0700)."""
+    """A new private folder for one session (mode 0700), named after its owner.
+
+    Folders left by sessions whose whole process group was SIGKILLed (nothing
+    ran to remove them) are removed first.
+    """
     base = tempfile.gettempdir()
     if len(base) > 60:  # AF_UNIX paths are limited to ~100 bytes
         base = "/tmp"
-    return tempfile.mkdtemp(prefix="mptrace-", dir=base)
+    _sweep(base)
+    return tempfile.mkdtemp(prefix=f"mptrace-{os.getpid()}-", dir=base)
+
+
+def _sweep(base: str) -> None:
+    uid = os.getuid()
+    now = time.time()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        parts = entry.name.split("-")
+        if len(parts) != 3 or parts[0] != "mptrace" or not parts[1].isdigit():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (
+            info.st_uid != uid
+            or not stat.S_ISDIR(info.st_mode)
+            or now - info.st_mtime < STALE_AFTER
+            or _alive(int(parts[1]))
+        ):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def start_listener(
@@ -65,6 +113,18 @@ def start_listener(
     return proc, status_r
 
 
+def wait(proc: subprocess.Popen[bytes], bound: float) -> None:
+    """Wait *bound* seconds for the listener to stop, then kill it, saying so."""
+    try:
+        proc.wait(bound)
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(
+            f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
+            "killed it.\n"
+        )
+        kill(proc)
+
+
 def kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -90,7 +150,7 @@ def _spawn(
     payload = pickle.dumps((list(sys.path), inner))
     code = (
         f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
-        "from mptrace._listener import bootstrap; bootstrap()"
+        "from mptrace._listener_main import bootstrap; bootstrap()"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(lsock.fileno()), str(status_w)],

@@ -22,10 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import shutil
-import signal
-import socket
 import sys
 import time
 from collections import OrderedDict
@@ -46,6 +42,10 @@ HOLD_SPAN = 1.0
 ENDED_MEMORY = 10_000
 #: The longest a flush request reads the streams before flushing the sinks.
 FLUSH_READ = 1.0
+#: Seconds a written batch may sit in a sink's buffer (a file's, a console's)
+#: before the sink is told to flush it, however steady the input: a record
+#: that reached the listener is with the operating system within ~0.1 s.
+FLUSH_AFTER = 0.05
 
 _LOG, _SPAN, _LIFECYCLE, _SHUTDOWN, _FLUSH = (
     _events.KIND_CODES[k] for k in ("log", "span", "lifecycle", "shutdown", "flush")
@@ -59,13 +59,16 @@ class _NeverRaised(Exception):
 class _Held:
     """A process span waiting for its child's stream to end."""
 
-    __slots__ = ("deadline", "peer", "ready", "span")
+    __slots__ = ("deadline", "peer", "ready", "row", "span")
 
-    def __init__(self, span: Event, peer: Peer, deadline: float) -> None:
+    def __init__(
+        self, span: Event, peer: Peer, deadline: float, row: dict[str, Any] | None
+    ) -> None:
         self.span = span
         self.peer = peer
         self.deadline = deadline
         self.ready = False
+        self.row = row  # the process's row now: its pid may be given again
 
 
 class Router:
@@ -95,6 +98,7 @@ class Router:
         self.sink_errors: dict[int, int] = {}
         self._batch: list[tuple[bytes | None, Event | None, Peer | None]] = []
         self._flush_wanted = False
+        self._unflushed_since = 0.0  # when a batch went to the sinks unflushed
         self.pid = os.getpid()
         self.seq = 0
 
@@ -198,11 +202,12 @@ class Router:
         the parent sent after it: a process's lines keep its order.
         """
         pid = (span.get("attributes") or {}).get("process.pid")
-        if type(pid) is not int or pid in self.ended:
+        if type(pid) is not int or pid in self.ended or self.table.has_finished(pid):
             self.table.complete_span(span)
             self._emit(peer, None, span)
             return
-        held = _Held(span, peer, time.monotonic() + HOLD_SPAN)
+        row = self.table.rows.get(pid)
+        held = _Held(span, peer, time.monotonic() + HOLD_SPAN, row)
         self.held[pid] = held
         self.waiting.setdefault(peer, []).append((None, None, held))
 
@@ -210,7 +215,7 @@ class Router:
         held = self.held.pop(pid, None)
         if held is None:
             return
-        self.table.complete_span(held.span)
+        self.table.complete_span(held.span, held.row)
         held.ready = True
         queue = self.waiting.get(held.peer) or []
         # Everything before the next span still waiting goes out now.
@@ -244,8 +249,17 @@ class Router:
             self._flush_wanted = False
             self._answer_flush()
         self._flush_batch()
+        since = self._unflushed_since
+        if since and time.monotonic() - since >= FLUSH_AFTER:
+            self.on_idle()
+
+    @property
+    def waiting_to_flush(self) -> bool:
+        """True while a sink holds a batch unflushed: tick again soon."""
+        return bool(self._unflushed_since)
 
     def on_idle(self) -> None:
+        self._unflushed_since = 0.0
         for sink in self.sinks:
             tick = getattr(sink, "tick", None) or getattr(sink, "force_flush", None)
             self._call(sink, tick)
@@ -267,6 +281,8 @@ class Router:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
+        if not self._unflushed_since:
+            self._unflushed_since = time.monotonic()
         if self.raw_sinks:
             lines = [
                 raw if raw is not None else _events.to_json(ev or {})
@@ -357,43 +373,3 @@ def _stderr(text: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):  # pragma: no cover
         pass
-
-
-def _remove_session_dir(cfg: ListenerConfig) -> None:
-    """The owner died without cleaning up: its private directory goes with us."""
-    if cfg.session_dir and os.path.basename(cfg.session_dir).startswith("mptrace-"):
-        shutil.rmtree(cfg.session_dir, ignore_errors=True)
-
-
-def bootstrap() -> None:
-    """Entry point: ``python -c '...; bootstrap()' LISTEN_FD STATUS_FD``.
-
-    Standard input carries ``(sys.path, pickled (config, key))``; the key never
-    appears on a command line or in the environment. The listener answers
-    ``ok`` on the status pipe (then one ``f`` per flush request), or
-    ``config:`` and a sentence when a sink cannot be built, or the reason it
-    cannot start.
-    """
-    # Ctrl-C reaches the whole foreground process group; the owner decides
-    # when the listener stops, after draining.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    listen_fd, status_fd = int(sys.argv[1]), int(sys.argv[2])
-    try:
-        path, inner = pickle.loads(sys.stdin.buffer.read())
-        sys.path[:] = [p for p in path if p] + [p for p in sys.path if p not in path]
-        cfg, authkey = pickle.loads(inner)
-        transport = Transport(socket.socket(fileno=listen_fd), authkey, cfg.owner_pid)
-        router = Router(cfg, transport, status_fd)
-    except BaseException as exc:
-        prefix = "config:" if isinstance(exc, ConfigurationError) else ""
-        os.write(status_fd, f"{prefix}{type(exc).__name__}: {exc}".encode())
-        os.close(status_fd)
-        raise SystemExit(1) from None
-    os.write(status_fd, b"ok\n")
-    try:
-        transport.run(router)
-    except KeyboardInterrupt:
-        pass
-    router.finish()
-    if transport.owner_gone:
-        _remove_session_dir(cfg)

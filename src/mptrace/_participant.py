@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
-from . import _events
+from . import _events, _loggers
 from ._config import ChildConfig
 from ._events import Event, hex_id
 from ._guest import LoggingGuest, StructlogGuest
@@ -39,6 +39,8 @@ from ._stream import Stream, write_stderr
 from .processors import Redact
 
 Step = Callable[[Event], Event]
+#: A span logs are tied to but not added to: the run's, which would gather them all.
+quiet: list[Any] = [None]
 
 
 class Monitor(Protocol):
@@ -85,7 +87,7 @@ def trace_context() -> Step:
             last = (span, trace_hex, span_hex)
         event["trace_id"] = trace_hex
         event["span_id"] = span_hex
-        if span.is_recording():
+        if span.is_recording() and span is not quiet[0]:
             attributes = {
                 "mptrace.log.message": event.get("event", ""),
                 "mptrace.log.level": event.get("level", ""),
@@ -188,6 +190,7 @@ class Participant:
     def install(self) -> None:
         """Join logging, structlog and OpenTelemetry beside the program's own."""
         self._logging.install()
+        _loggers.install(self._logging.handler, self.config.level)
         if self.config.structlog:
             self._structlog = StructlogGuest(self.send, self.config.level)
             self._structlog.install()
@@ -197,6 +200,7 @@ class Participant:
     def leave(self) -> None:
         """Take mptrace out of logging and structlog; close the stream."""
         self._logging.leave()
+        _loggers.uninstall(self._logging.handler)
         if self.owner:
             unwatch_late_provider()
         if self._structlog is not None:

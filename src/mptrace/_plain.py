@@ -18,7 +18,10 @@ MAX_DEPTH = 6
 #: How many items of a list or dict are copied; the rest is counted.
 MAX_ITEMS = 1000
 
-_SCALARS = frozenset((int, float, bool, type(None)))
+_SCALARS = frozenset((float, bool, type(None)))
+#: Ints this large cannot become decimal text (``sys.get_int_max_str_digits``,
+#: 4,300 digits by default); they are written in hexadecimal instead.
+_BIG = 10**4000
 
 
 def truncate(text: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -70,6 +73,8 @@ def plain(value: Any, depth: int = 0) -> Any:
     kind = type(value)
     if kind is str:
         return value if len(value) <= MAX_VALUE_CHARS else truncate(value)
+    if kind is int:
+        return value if -_BIG < value < _BIG else big_int(value)
     if kind is float:
         # JSON has no NaN or infinity: keep them as the strings Python prints.
         return value if value - value == 0.0 else repr(value)
@@ -88,16 +93,44 @@ def plain(value: Any, depth: int = 0) -> Any:
                 items.append(f"…[{len(value) - MAX_ITEMS} more items]")
             return items
         try:
-            out = {}
-            for i, (k, v) in enumerate(value.items()):
-                if i == MAX_ITEMS:
-                    out["…"] = f"[{len(value) - MAX_ITEMS} more items]"
-                    break
-                out[k if type(k) is str else safe_repr(k)] = plain(v, depth + 1)
-            return out
+            return _plain_dict(value, depth)
         except Exception:  # a dict subclass whose items() misbehaves
             return safe_repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):  # an int subclass
+        return plain(int(value), depth)
     return safe_repr(value)
+
+
+def _plain_dict(value: Any, depth: int) -> dict[str, Any]:
+    """A dict with str keys; a key of another type becomes its repr, and one
+    whose repr is already taken (``1`` beside ``"1"``) gets its type's name
+    in front (``int:1``): no value is lost to a collision."""
+    out: dict[str, Any] = {}
+    renamed: dict[str, Any] = {}  # key in out -> the non-str key it came from
+    for i, (k, v) in enumerate(value.items()):
+        if i == MAX_ITEMS:
+            out["…"] = f"[{len(value) - MAX_ITEMS} more items]"
+            break
+        v = plain(v, depth + 1)
+        if type(k) is str:
+            if k in renamed:  # an earlier non-str key took this name: move it
+                other = renamed.pop(k)
+                out[f"{type(other).__name__}:{k}"] = out.pop(k)
+            out[k] = v
+            continue
+        key = safe_repr(k)
+        if key in out:
+            key = f"{type(k).__name__}:{key}"
+        else:
+            renamed[key] = k
+        out[key] = v
+    return out
+
+
+def big_int(value: int) -> str:
+    """An int too long for decimal text, in hexadecimal (cut if very long)."""
+    text = hex(value)
+    return truncate(f"<int of {value.bit_length()} bits: {text}>")
 
 
 def exception_dict(exc: BaseException) -> dict[str, str]:

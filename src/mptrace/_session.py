@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import json
-import multiprocessing
 import os
 import secrets
 import select
@@ -23,18 +22,18 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _echo, _launch, _otel_guest, _participant
+from . import _echo, _env, _exit, _instrument, _launch, _otel_guest, _participant, _root
 from ._config import (
     ChildConfig,
     ListenerConfig,
     check_processors,
     default_service_name,
-    parse_exporters,
-    parse_level,
     parse_timeout,
     redact_keys,
 )
 from ._events import FLUSH, SHUTDOWN
+from ._joined import JoinedSession
+from ._preload import preload_in_forkserver
 from ._sinks import memory_path
 from .exceptions import MptraceError
 from .sinks import SinkSpec
@@ -72,6 +71,10 @@ class Session:
         self._closed = False
         self._events: list[dict[str, Any]] | None = None
         self._relay: _echo.StderrRelay | None = None
+        #: Started by ``mptrace run``: the program's own init() joins it.
+        self.runner = False
+        self.instrumented = False  # by this session, which takes it out again
+        self._root = _root.RootSpan()
 
     @property
     def address(self) -> str:
@@ -106,6 +109,8 @@ class Session:
             )
         )
         _participant.join(self.child_config, owner=True)
+        if self.child_config.tracing:
+            self._root.start(self.service_name, self.run_id)
         atexit.register(self._atexit)
         return self
 
@@ -119,9 +124,11 @@ class Session:
         """
         part = _participant.current()
         status = self._status
-        if not self.active or part is None or status is None or part.stream.failed:
+        if not self.active or part is None or status is None:
             return False
         part.send({"kind": FLUSH, "process": "MainProcess"})
+        if part.stream.failed:  # it tried the listener again, in vain
+            return False
         if not select.select([status], [], [], timeout)[0]:
             return False
         flushed = os.read(status, 1) == b"f"
@@ -154,11 +161,12 @@ class Session:
     def _atexit(self) -> None:
         if os.getpid() != self.owner_pid:
             return
-        # Python joins non-daemon children after atexit handlers; join them
-        # first so that what they log until they end still reaches the listener.
-        for child in multiprocessing.active_children():
-            if not child.daemon:
-                child.join()
+        # Python joins non-daemon children after atexit handlers, once its
+        # own hook has stopped managers and pools; do both first, so that what
+        # the children log until they end still reaches the listener.
+        _exit.finalise_stdlib()
+        bound = self.listener_config.shutdown_timeout
+        _exit.say_still_running(_exit.wait_children(bound, servers=True), bound)
         self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -181,37 +189,24 @@ class Session:
         part = _participant.current()
         if part is not None:
             part.stop_monitor()  # exits seen, spans of children still running closed
-            if not part.stream.failed:
-                part.send({"kind": SHUTDOWN, "process": "MainProcess"})
-        self._wait_listener(limit + _EXPORT_GRACE)
+            _exit.report_strangers()
+            self._root.end()
+            # Sent even after a fallback: the stream tries the listener again.
+            part.send({"kind": SHUTDOWN, "process": "MainProcess"})
+        if self._proc is not None:
+            _launch.wait(self._proc, limit + _EXPORT_GRACE)
         self._close_relay()
         if part is not None:
             _participant.leave(part)
-            if part.stream.fallback_count:
-                n = part.stream.fallback_count
-                sys.stderr.write(
-                    f"mptrace: {n} event{'' if n == 1 else 's'} of this process "
-                    "went to its stderr, not to the exporters.\n"
-                )
+            part.stream.report()
+        if self.instrumented:
+            _instrument.uninstrument()
         with _lock:
             if _session is self:
                 _session = None
         self._events = self._read_memory()
         self._close_status()
         self._remove_dir()
-
-    def _wait_listener(self, bound: float) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        try:
-            proc.wait(bound)
-        except subprocess.TimeoutExpired:
-            sys.stderr.write(
-                f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
-                "killed it.\n"
-            )
-            _launch.kill(proc)
 
     def _close_relay(self) -> None:
         relay, self._relay = self._relay, None
@@ -230,6 +225,11 @@ class Session:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        # Children the program started and did not join still log: wait for
+        # them (not for a manager or an executor, which outlive the block).
+        if os.getpid() == self.owner_pid and self.active:
+            bound = self.listener_config.shutdown_timeout
+            _exit.say_still_running(_exit.wait_children(bound, servers=False), bound)
         self.shutdown()
 
     def __repr__(self) -> str:
@@ -242,9 +242,10 @@ class Session:
 
 def init(
     service_name: str | None = None,
-    exporters: Iterable[str | SinkSpec] | str = ("console",),
-    level: int | str = "INFO",
+    exporters: Iterable[str | SinkSpec] | str | None = None,
+    level: int | str | None = None,
     *,
+    instrument: bool | None = None,
     redact: Iterable[str] | bool = True,
     processors: Iterable[Callable[..., Any]] | None = None,
     structlog: bool = True,
@@ -255,13 +256,21 @@ def init(
 ) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
+    An argument left out is read from the environment (``MPTRACE_EXPORTERS``,
+    ``MPTRACE_LEVEL``, ``MPTRACE_INSTRUMENT``, ``OTEL_SERVICE_NAME``).
+
     Args:
         service_name: Names the program in traces; defaults to
             ``OTEL_SERVICE_NAME`` or the script's name.
-        exporters: Where events go: ``"console"``, ``"jsonl:PATH"``,
-            ``"memory"`` (see :meth:`Session.events`), ``"otlp"``/``"jaeger"``
-            (gRPC), ``"otlp+http"``, or a sink of your own (:mod:`mptrace.sinks`).
-        level: The lowest level funnelled, for stdlib logging and structlog.
+        exporters: Where events go: ``"console"`` (the default),
+            ``"jsonl:PATH"``, ``"memory"`` (see :meth:`Session.events`),
+            ``"otlp"``/``"jaeger"`` (gRPC), ``"otlp+http"``, or a sink of
+            your own (:mod:`mptrace.sinks`).
+        level: The lowest level funnelled, for stdlib logging and structlog
+            (default INFO).
+        instrument: Make the stdlib's own ``multiprocessing`` processes,
+            pools and ``ProcessPoolExecutor`` participate like mptrace's
+            drop-ins (:func:`mptrace.instrument`); on by default.
         redact: ``True`` redacts the values of secret-looking keys
             (:data:`mptrace.processors.DEFAULT_SECRET_KEYS`), an iterable of key
             names redacts those instead, ``False`` turns redaction off.
@@ -283,12 +292,13 @@ def init(
         ListenerError: The listener process could not start.
     """
     global _session
-    if _in_child():
+    if _in_child() or _runner_session():
         return JoinedSession()
+    instrument_ = _env.instrument(instrument)
     listener_config = ListenerConfig(
         service_name=service_name or _otel_guest.service_name(default_service_name),
         exporters=_otel_guest.with_program_pipeline(
-            parse_exporters(exporters), os.getpid(), bool(tracing)
+            _env.exporters(exporters), os.getpid(), bool(tracing)
         ),
         processors=check_processors(processors),
         owner_pid=os.getpid(),
@@ -297,7 +307,7 @@ def init(
     child_config = ChildConfig(
         address="",
         authkey=secrets.token_bytes(32),
-        level=parse_level(level),
+        level=_env.level(level),
         block_timeout=parse_timeout("block_timeout", block_timeout),
         structlog=bool(structlog),
         session_id=str(uuid.uuid4()),
@@ -317,6 +327,7 @@ def init(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
             )
+        preload_in_forkserver()
         folder = _launch.make_dir()
         listener_config.session_dir = folder
         address = os.path.join(folder, "funnel.sock")
@@ -329,7 +340,21 @@ def init(
             shutil.rmtree(folder, ignore_errors=True)
             raise
         _session = session
+    if instrument_ and not _instrument.instrumented():
+        _instrument.instrument()
+        session.instrumented = True
     return session
+
+
+def _runner_session() -> bool:
+    """True when ``mptrace run`` owns this process's session: init() joins it."""
+    session = _session
+    return (
+        session is not None
+        and session.runner
+        and session.active
+        and session.owner_pid == os.getpid()
+    )
 
 
 def _in_child() -> bool:
@@ -344,30 +369,6 @@ def _in_child() -> bool:
         return True
     session = _session
     return session is not None and session.owner_pid != os.getpid()
-
-
-class JoinedSession:
-    """What :func:`init` returns in a child process: the parent's session.
-
-    The child already funnels into its parent's listener (when it was started
-    through mptrace); this handle starts nothing and shutting it down does
-    nothing, so code shared by parent and children may call ``init()``.
-    """
-
-    active = False
-    listener_pid = None
-
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Nothing to do: the parent owns the session."""
-
-    def __enter__(self) -> JoinedSession:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return "<mptrace.JoinedSession (the parent owns the session)>"
 
 
 def shutdown(timeout: float | None = None) -> None:

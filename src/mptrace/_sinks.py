@@ -139,6 +139,10 @@ class JsonlSink:
     def shutdown(self, timeout: float = 5.0) -> None:
         if not self.file.closed:
             self.file.flush()
+            try:
+                os.fsync(self.file.fileno())  # on disk before the program ends
+            except OSError:  # a pipe, a terminal: nothing to sync
+                pass
             self.file.close()
 
 

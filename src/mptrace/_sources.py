@@ -34,6 +34,15 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) |
 }
 _BASE_LEN = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 _LEVEL_NAMES = {n: n.lower() for n in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
+#: What structlog calls a level (a method's name, or ``level=`` set by a processor).
+_LEVELS = frozenset(_events.LEVEL_RANKS) | {
+    "exception",
+    "critical_exception",
+    "warn",
+    "fatal",
+    "msg",
+    "log",
+}
 
 
 def process_name() -> str:
@@ -124,7 +133,12 @@ class StructlogForwarder:
     def __call__(
         self, logger: Any, method_name: str, event_dict: dict[str, Any]
     ) -> tuple[tuple[Event], dict[str, Any]]:
-        level = event_dict.pop("level", None) or method_name
+        level = event_dict.pop("level", None)
+        if type(level) is not str or level.lower() not in _LEVELS:
+            if level is not None:  # the program's own field called "level"
+                event_dict["level"] = level
+            level = method_name
+        level = level.lower()
         if level in ("exception", "critical_exception"):
             level = "error"
         if level == "warn":

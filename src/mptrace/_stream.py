@@ -2,9 +2,7 @@
 
 Every participating process owns one stream::
 
-    connect to the AF_UNIX socket ──▶ HMAC challenge both ways
-        (multiprocessing.connection) ──▶ hand the listener the read end of a
-        new pipe (SCM_RIGHTS) ──▶ close the socket
+    connect and authenticate (``_handshake``) ──▶ hand over a pipe's read end
     pipe: hello, frame, frame, ... ──▶ EOF: the process is gone
 
 The socket is only the door: records travel through the pipe because a pipe
@@ -15,9 +13,12 @@ write costs a quarter of an ``AF_UNIX`` send on Linux (measured ~1 µs against
 it before it returns, so a process that then calls ``os._exit``, is
 SIGKILLed or segfaults loses nothing it already sent. No lock is shared with
 another process. When the listener is gone (or stops reading for longer than
-``block_timeout`` seconds), the stream says so once on stderr and hands every
-later event to its *fallback* (the participant renders it on stderr): nothing
-is dropped and nothing blocks.
+``block_timeout`` seconds), the stream says so once on stderr and hands
+later events to its *fallback* (the participant renders them on stderr)
+until it can reach the listener again: nothing is dropped and nothing blocks.
+What a dead listener never read from the pipe is counted, exactly, and said.
+A program that restored SIGPIPE's default action does not die of a dead
+listener: the write is made with SIGPIPE blocked.
 
 A send that starts while this thread is already inside ``send`` (a signal
 handler that logs, a ``__repr__`` that logs while its record is encoded) is
@@ -27,117 +28,32 @@ own thread holds.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # the C module: no enum wrapping
+import array
 import os
 import select
-import socket
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
 from . import _events
 from ._events import Event
+from ._handshake import ListenerBusy, open_pipe
 from ._plain import safe_repr
 
-#: Seconds a handshake may take before the connection is dropped.
-HANDSHAKE_TIMEOUT = 5.0
-#: Bytes a stream's pipe holds before a writer waits (Linux; elsewhere the default).
-PIPE_SIZE = 256 * 1024
+#: After the listener was lost, the first try to reach it again waits this
+#: long; each failed try doubles the wait, up to RETRY_MAX.
+RETRY_AFTER = 0.5
+RETRY_MAX = 30.0
+#: Where the last RING records ended in the pipe: enough to count, exactly,
+#: the records still in a full pipe when its reader died.
+RING = 4096
+#: How long a first connection may wait for a listener that says it is busy
+#: (a flood of connections, no descriptor to spare) before falling back.
+BUSY_WAIT = 2.0
 
-
-# -- the handshake, both ends ---------------------------------------------------
-
-
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-
-
-def set_send_timeout(sock: socket.socket, seconds: float) -> None:
-    """Bound each blocking send in the kernel (``SO_SNDTIMEO``).
-
-    A timeout on the Python socket object would poll before every send; the
-    kernel option costs nothing.
-    """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(seconds))
-
-
-def set_recv_timeout(sock: socket.socket, seconds: float) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
-
-
-def challenge(sock: socket.socket, authkey: bytes, *, server: bool) -> None:
-    """Both sides prove they hold *authkey*; raises ``AuthenticationError``."""
-    set_recv_timeout(sock, HANDSHAKE_TIMEOUT)
-    set_send_timeout(sock, HANDSHAKE_TIMEOUT)
-    # A duplicate descriptor: closing the Connection leaves *sock* open.
-    conn = Connection(os.dup(sock.fileno()))
-    try:
-        if server:
-            deliver_challenge(conn, authkey)
-            answer_challenge(conn, authkey)
-        else:
-            answer_challenge(conn, authkey)
-            deliver_challenge(conn, authkey)
-    finally:
-        conn.close()
-
-
-def open_pipe(address: str, authkey: bytes, timeout: float) -> int:
-    """Connect, authenticate and hand the listener a pipe; return its write end.
-
-    The write end is non-blocking: the caller bounds its waits itself.
-    """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(address)
-        sock.settimeout(None)
-        challenge(sock, authkey, server=False)
-        read_end, write_end = os.pipe()
-        try:
-            _grow_pipe(write_end)
-            set_send_timeout(sock, timeout)
-            socket.send_fds(sock, [b"p"], [read_end])
-        except BaseException:
-            os.close(write_end)
-            raise
-        finally:
-            os.close(read_end)
-    finally:
-        sock.close()
-    os.set_blocking(write_end, False)
-    return write_end
-
-
-def take_pipe(sock: socket.socket, authkey: bytes) -> int:
-    """Authenticate the peer on *sock*, then take the pipe it hands over.
-
-    Returns the read end (non-blocking). Raises ``AuthenticationError`` or
-    ``OSError`` when the peer does not hold *authkey* or sends no pipe.
-    """
-    sock.setblocking(True)
-    challenge(sock, authkey, server=True)
-    set_recv_timeout(sock, HANDSHAKE_TIMEOUT)
-    _, fds, _, _ = socket.recv_fds(sock, 16, 4)
-    if len(fds) != 1:
-        for fd in fds:
-            os.close(fd)
-        raise ConnectionError(f"expected one pipe after the handshake, got {len(fds)}")
-    os.set_blocking(fds[0], False)
-    return fds[0]
-
-
-def _grow_pipe(fd: int) -> None:
-    if sys.platform == "linux":
-        import fcntl
-
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # over the user's pipe budget: keep the default
-            pass
+_SIGPIPE = getattr(_signal, "SIGPIPE", None)
+_SIG_IGN = _signal.SIG_IGN
 
 
 # -- the stream -----------------------------------------------------------------
@@ -147,7 +63,11 @@ class Stream:
     """This process's connection to the listener at *address*.
 
     *hello* is the first event of every connection (who is writing);
-    *fallback* takes each event the listener could not.
+    *fallback* takes each event the listener could not. After the listener
+    is lost (gone, or stalled past *block_timeout*) the stream tries to reach
+    it again, at the next event once RETRY_AFTER seconds have passed (then
+    twice as long after each failed try), so a listener that comes back gets
+    its streams back.
     """
 
     def __init__(
@@ -163,7 +83,6 @@ class Stream:
         self.block_timeout = block_timeout
         self.hello = hello
         self.fallback = fallback
-        self.fallback_count = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -172,7 +91,13 @@ class Stream:
         self._pending: list[Event] = []
         self._fd: int | None = None
         self._failed = False
+        self._retry_at = 0.0
+        self._retry_wait = RETRY_AFTER
         self._seq = 0
+        self.fallback_count = 0  # events handed to the fallback
+        self.lost_count = 0  # events written to a pipe the listener never read
+        self._written = 0  # bytes written into the current pipe
+        self._ends = array.array("Q", bytes(8 * RING))  # _written after seq % RING
 
     def after_fork_in_child(self) -> None:
         """The inherited pipe is the parent's: close our copy, start afresh."""
@@ -186,18 +111,38 @@ class Stream:
 
     @property
     def failed(self) -> bool:
-        """True once this process has fallen back to its fallback."""
+        """True while this process's events go to its fallback."""
         return self._failed
 
     def close(self) -> None:
-        """Close the stream; the listener sees EOF. Idempotent."""
+        """Close the stream; the listener sees EOF. Idempotent.
+
+        A pipe whose reader is gone still holds what the listener never read:
+        it is counted in ``lost_count`` and said on stderr.
+        """
         with self._lock:
             fd, self._fd = self._fd, None
             if fd is not None:
+                if _reader_gone(fd):
+                    self._count_unread(fd, "at exit")
                 try:
                     os.close(fd)
                 except OSError:  # pragma: no cover
                     pass
+
+    def report(self) -> None:
+        """Say on stderr what of this process's events the exporters missed."""
+        said = []
+        if self.fallback_count:
+            n = self.fallback_count
+            said.append(f"{n} event{'' if n == 1 else 's'} went to its stderr")
+        if self.lost_count:
+            said.append(f"{self.lost_count} were lost with a listener that died")
+        if said:
+            write_stderr(
+                f"mptrace: of this process's events, {' and '.join(said)}; "
+                "the exporters did not get them.\n"
+            )
 
     # -- the hot path -----------------------------------------------------
 
@@ -217,35 +162,86 @@ class Stream:
 
     def _send(self, event: Event) -> None:
         self._seq += 1
-        event["seq"] = self._seq
-        if self._fd is None and not self._failed:
-            try:
-                self._connect()
-            except Exception as exc:
-                self._fail(f"cannot reach the listener at {self.address}: {exc!r}")
+        seq = event["seq"] = self._seq
+        if self._fd is None:
+            self._reach(event.get("kind") in _CONTROL)
         fd = self._fd
         if fd is not None:
+            data = _encode(event)
             try:
-                self._write_all(fd, _encode(event))
+                if _getsignal(_SIGPIPE) == _SIG_IGN:
+                    self._write_all(fd, data)
+                else:
+                    self._write_masked(fd, data)
+                self._written += len(data)
+                self._ends[seq % RING] = self._written
                 return
             except (BlockingIOError, TimeoutError):
                 self._fail(f"the listener accepted nothing for {self.block_timeout} s")
             except OSError as exc:
+                if isinstance(exc, BrokenPipeError):
+                    self._count_unread(fd, "when it was found gone")
                 self._fail(f"the listener is gone ({exc.__class__.__name__})")
-        if event.get("kind") in (_events.LOG, _events.SPAN, _events.LIFECYCLE):
+        if event.get("kind") in _RECORDS:
             self.fallback_count += 1
             self.fallback(event)
 
+    def _reach(self, now: bool) -> None:
+        """Connect, or after a failure try again when it is time (or *now*)."""
+        if self._failed and not now and time.monotonic() < self._retry_at:
+            return
+        try:
+            self._connect()
+        except Exception as exc:
+            if not self._failed:
+                self._fail(f"cannot reach the listener at {self.address}: {exc!r}")
+            else:
+                self._retry_wait = min(self._retry_wait * 2, RETRY_MAX)
+                self._retry_at = time.monotonic() + self._retry_wait
+            return
+        if self._failed:
+            self._failed = False
+            self._retry_wait = RETRY_AFTER
+            write_stderr(
+                f"mptrace: the listener is back; process {os.getpid()} sends to "
+                f"it again ({self.fallback_count} events went to its stderr).\n"
+            )
+
     def _connect(self) -> None:
-        fd = open_pipe(self.address, self.authkey, self.block_timeout)
+        deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
+        pause = 0.01
+        while True:
+            try:
+                fd = open_pipe(self.address, self.authkey, self.block_timeout)
+                break
+            except (
+                ListenerBusy
+            ):  # a flood or no descriptors: wait a little, within bounds
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
         try:
             hello = self.hello()
-            hello["seq"] = 0
+            hello["seq"] = self._seq - 1  # the next frame follows without a gap
             self._write_all(fd, _events.encode(hello))
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
+        self._written = 0
+
+    def _write_masked(self, fd: int, data: bytes) -> None:
+        """Write with SIGPIPE blocked: a program that restored SIGPIPE's default
+        (command-line tools do) must not die because the listener did."""
+        old = _sigmask(_signal.SIG_BLOCK, _PIPE_SET)
+        try:
+            self._write_all(fd, data)
+        except BrokenPipeError:
+            _signal.sigtimedwait(_PIPE_SET, 0)  # ours: take it before unblocking
+            raise
+        finally:
+            _sigmask(_signal.SIG_SETMASK, old)
 
     def _write_all(self, fd: int, data: bytes) -> None:
         """Write *data* whole, waiting at most ``block_timeout`` in total."""
@@ -255,7 +251,7 @@ class Stream:
             written = 0
         if written == len(data):
             return
-        deadline = time.monotonic() + self.block_timeout
+        deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
         view = memoryview(data)[written:]
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
@@ -269,30 +265,110 @@ class Stream:
             except BlockingIOError:
                 pass
 
+    def _count_unread(self, fd: int, when: str) -> None:
+        """Count the records still in a pipe whose reader died, and say so."""
+        unread = _unread_bytes(fd)
+        if unread <= 0:
+            return
+        start = self._written - unread  # the records ending past it were not read
+        lost, seq = 0, self._seq - 1
+        while seq > 0 and lost < RING and self._ends[seq % RING] > start:
+            lost += 1
+            seq -= 1
+        self.lost_count += lost
+        write_stderr(
+            f"mptrace: warning: the listener died before reading {lost} record"
+            f"{'' if lost == 1 else 's'} ({unread} bytes) process {os.getpid()} "
+            f"had sent it ({when}); they are lost.\n"
+        )
+
     def _fail(self, why: str) -> None:
-        """Give up on the listener for the rest of this process's life."""
+        """Hand events to the fallback until the listener can be reached again."""
+        first = not self._failed
         self._failed = True
+        self._retry_at = time.monotonic() + self._retry_wait
         fd, self._fd = self._fd, None
         if fd is not None:
             try:
                 os.close(fd)
             except OSError:  # pragma: no cover
                 pass
-        write_stderr(
-            f"mptrace: warning: {why}; process {os.getpid()} now writes its "
-            "records to its own stderr.\n"
-        )
+        if first:
+            write_stderr(
+                f"mptrace: warning: {why}; process {os.getpid()} writes its "
+                "records to its own stderr until it can reach the listener again.\n"
+            )
+
+
+_RECORDS = frozenset((_events.LOG, _events.SPAN, _events.LIFECYCLE))
+#: Events that try to reach a lost listener at once: the end of a session,
+#: a flush someone waits for.
+_CONTROL = frozenset((_events.SHUTDOWN, _events.FLUSH))
+_getsignal = _signal.getsignal if _SIGPIPE is not None else (lambda _s: _SIG_IGN)
+_sigmask = _signal.pthread_sigmask
+_PIPE_SET = {_SIGPIPE} if _SIGPIPE is not None else set()
+
+
+def _reader_gone(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(ev & select.POLLERR for _, ev in poller.poll(0))
+
+
+def _unread_bytes(fd: int) -> int:
+    """Bytes a pipe still holds (Linux reads this from either end)."""
+    try:
+        import fcntl
+        import termios
+
+        buf = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+        return buf[0]
+    except (ImportError, OSError):
+        return 0
 
 
 def _encode(event: Event) -> bytes:
     try:
-        return _events.encode(event)
+        data = _events.encode(event)
     except Exception as exc:  # the last safety net: values are plain already
         safe = {
             k: v if type(v) in (int, str) else safe_repr(v) for k, v in event.items()
         }
         safe["mptrace_error"] = f"event could not be encoded: {safe_repr(exc)}"
-        return _events.encode(safe)
+        data = _events.encode(safe)
+    if len(data) - 4 > _events.MAX_FRAME:
+        data = _events.encode(_cut(event, len(data)))
+    return data
+
+
+#: Of an event too big for one frame, each string of mptrace's own keys keeps
+#: this many characters; the program's fields are dropped.
+_CUT_CHARS = 64 * 1024
+
+
+def _cut(event: Event, size: int) -> Event:
+    """An event too big for one frame, as one that fits and says so."""
+    cut: Event = {}
+    for key in _events.STRUCTURE_KEYS & event.keys():
+        value = event[key]
+        if type(value) is dict:  # an exception: its type, message, traceback
+            cut[key] = {str(k): _short(v) for k, v in list(value.items())[:16]}
+        else:
+            cut[key] = _short(value)
+    dropped = sorted(str(k) for k in event.keys() - _events.STRUCTURE_KEYS)
+    cut["mptrace_error"] = (
+        f"event of {size} bytes exceeds the {_events.MAX_FRAME} a frame holds; "
+        f"cut, without its fields {', '.join(dropped)[:_CUT_CHARS]}"
+    )
+    return cut
+
+
+def _short(value: object) -> object:
+    if type(value) in (int, float, bool, type(None)):
+        return value
+    text = value if type(value) is str else safe_repr(value)
+    return text[:_CUT_CHARS]
 
 
 def write_stderr(text: str) -> None:

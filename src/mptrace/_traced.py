@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 
 from opentelemetry.trace import INVALID_SPAN
 
-from ._plain import safe_repr
+from ._plain import safe_repr, safe_str
 from ._tracing import end_span, get_tracer, qualname, run_in_span, step_in_span
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,7 +51,36 @@ def _args_attributes(
         items = {f"{i}": a for i, a in enumerate(args)} | kwargs
     else:
         items = bound.arguments
-    return {f"mptrace.args.{k}": _attribute(v) for k, v in items.items()}
+    out: dict[str, Any] = {}
+    for k, v in items.items():
+        _flatten(f"mptrace.args.{k}", v, out, 0)
+    return out
+
+
+#: How deep, and how many items of, a dict or list argument become attributes.
+_ARG_DEPTH = 3
+_ARG_ITEMS = 32
+
+
+def _flatten(name: str, value: Any, out: dict[str, Any], depth: int) -> None:
+    """A dict argument as one attribute per item (``args.opts.token``), and a
+    list that holds dicts by index, so redaction sees every key; a list of
+    scalars, or contents deeper or longer than the limits, become one repr."""
+    if depth < _ARG_DEPTH and isinstance(value, (dict, list, tuple)):
+        try:
+            if isinstance(value, dict):
+                pairs: list[Any] | None = list(value.items())
+            elif any(isinstance(v, (dict, list, tuple)) for v in value):
+                pairs = list(enumerate(value))
+            else:
+                pairs = None
+        except Exception:  # a container that will not say what it holds
+            pairs = None
+        if pairs is not None and len(pairs) <= _ARG_ITEMS:
+            for key, item in pairs:
+                _flatten(f"{name}.{safe_str(key)}", item, out, depth + 1)
+            return
+    out[name] = _attribute(value)
 
 
 class _SpanSettings:

@@ -2,8 +2,8 @@
 
 ::
 
-    listening socket ──accept──▶ handshake pool (HANDSHAKERS threads, a queue of
-        at most HANDSHAKE_BACKLOG connections; more are closed at once)
+    listening socket ──accept──▶ handshake pool (HANDSHAKERS threads, newest
+        connection first; past HANDSHAKE_BACKLOG waiting, the oldest is refused)
         ──ok, a pipe──▶ selector ──readable──▶ FrameReader ──▶ frames
     a frame's sequence number skips ──▶ the gap is counted as lost
     EOF ──▶ an unfinished frame is counted as lost; the router is told
@@ -16,6 +16,7 @@ whose stream it is): the router gets each frame's kind, flags and body
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -23,10 +24,12 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from . import _events
-from ._stream import take_pipe
+from ._frames import FrameReader
+from ._handshake import refuse, take_pipe
 
 READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
@@ -34,6 +37,10 @@ HANDSHAKERS = 4
 HANDSHAKE_BACKLOG = 64
 #: After the owner asked to stop: stop once no stream has said anything for this long.
 DRAIN_IDLE = 0.25
+#: While draining, connections still in their handshake are waited for this
+#: long at most: a child that connects as the session ends gets in, a peer
+#: that never answers does not hold up the end.
+HANDSHAKE_GRACE = 1.0
 #: After the owner died: stop draining after this long, whatever is left.
 ORPHAN_DRAIN = 1.0
 #: When a read brings less than this, let records pile up for BATCH_PAUSE
@@ -41,6 +48,10 @@ ORPHAN_DRAIN = 1.0
 #: stream, for a millisecond of latency.
 SMALL_READ = 16 * 1024
 BATCH_PAUSE = 0.001
+#: Seconds the loop waits for input while a batch waits to be flushed (or
+#: streams drain), and otherwise.
+FLUSH_TICK = 0.025
+IDLE_TICK = 0.5
 #: Seconds the listener stops accepting when it is out of descriptors.
 ACCEPT_BACKOFF = 0.1
 
@@ -73,57 +84,9 @@ class Router(Protocol):
     def on_end(self, peer: Peer) -> None: ...
     def on_idle(self) -> None: ...
     def on_tick(self) -> None: ...
-    def report(self, level: str, message: str, **fields: Any) -> None: ...
-
-
-class FrameReader:
-    """Splits a byte stream into frames; keeps the tail of an unfinished one.
-
-    Reassembly is linear: the bytes of a large frame are appended as they come
-    and copied once, when it is whole.
-    """
-
-    __slots__ = ("_buf", "_need")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._need = 0
-
-    def feed(self, data: bytes) -> list[memoryview]:
-        """Add *data*; return every frame now complete (prefix and JSON body).
-
-        Raises ``ValueError`` on a length that no writer would send.
-        """
-        if self._buf:
-            self._buf += data
-            if len(self._buf) < self._need:
-                return []
-            data = bytes(self._buf)
-            self._buf = bytearray()
-        view = memoryview(data)
-        frames = []
-        pos, end = 0, len(data)
-        size_of = _events.HEADER.unpack_from
-        self._need = 0
-        while end - pos >= 4:
-            (size,) = size_of(data, pos)
-            if size > _events.MAX_FRAME:
-                raise ValueError(f"frame of {size} bytes exceeds {_events.MAX_FRAME}")
-            stop = pos + 4 + size
-            if stop > end:
-                self._need = stop - pos
-                break
-            frames.append(view[pos + 4 : stop])
-            pos = stop
-        if pos < end:
-            self._buf = bytearray(view[pos:])
-            self._need = self._need or 4
-        return frames
-
     @property
-    def pending(self) -> int:
-        """Bytes of an unfinished frame: a writer that died mid-record."""
-        return len(self._buf)
+    def waiting_to_flush(self) -> bool: ...
+    def report(self, level: str, message: str, **fields: Any) -> None: ...
 
 
 class Transport:
@@ -140,14 +103,13 @@ class Transport:
         self.refused = 0
         self.draining = False
         self.deadline = float("inf")
+        self.handshakes_until = 0.0
         self.last_data = time.monotonic()
         self.owner_gone = False
         self._owner_fd: int | None = None
         self._accepting_again = 0.0
         self._said: set[str] = set()
-        self._incoming: queue.Queue[socket.socket | None] = queue.Queue(
-            HANDSHAKE_BACKLOG
-        )
+        self._incoming = _Waiting(HANDSHAKE_BACKLOG)
         self._handshaken: queue.SimpleQueue[int | str] = queue.SimpleQueue()
         self.handshakes_running = 0
         self._wake_r, self._wake_w = socket.socketpair()
@@ -176,13 +138,13 @@ class Transport:
                 self.sel.unregister(self.lsock)
                 self._accepting_again = time.monotonic() + ACCEPT_BACKOFF
                 return
-            try:
-                self._incoming.put_nowait(sock)
-            except queue.Full:  # a flood of connections: refuse, do not queue
-                sock.close()
-                self._refuse("came while too many were waiting for a handshake")
-                continue
+            oldest = self._incoming.put(sock)
             self.handshakes_running += 1
+            if oldest is not None:  # a flood: the longest waiting goes
+                refuse(oldest, "too many connections are waiting for a handshake")
+                oldest.close()
+                self.handshakes_running -= 1
+                self._refuse("waited while too many others came for a handshake")
 
     def _handshakes(self) -> None:
         while True:
@@ -191,6 +153,11 @@ class Transport:
                 return
             try:
                 result: int | str = take_pipe(sock, self.authkey)
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    result = "could not be taken: out of file descriptors"
+                else:
+                    result = f"failed authentication ({exc.__class__.__name__}: {exc})"
             except Exception as exc:
                 result = f"failed authentication ({exc.__class__.__name__}: {exc})"
             finally:
@@ -314,15 +281,18 @@ class Transport:
 
     def begin_drain(self, seconds: float) -> None:
         """Read every stream until it ends, or is idle, for *seconds* at most."""
-        self.deadline = min(self.deadline, time.monotonic() + seconds)
+        now = time.monotonic()
+        self.deadline = min(self.deadline, now + seconds)
+        if not self.draining:
+            self.handshakes_until = now + HANDSHAKE_GRACE
         self.draining = True
 
     def _done_draining(self, idle: bool) -> bool:
         now = time.monotonic()
         if now >= self.deadline:
             return True
-        if self.handshakes_running:
-            return False
+        if self.handshakes_running and now < self.handshakes_until:
+            return False  # a child connecting now; a silent peer waits in vain
         if not [p for p in self.peers.values() if p.pid != self.owner_pid]:
             return True
         return idle and now - self.last_data >= DRAIN_IDLE
@@ -340,7 +310,8 @@ class Transport:
         self._watch()
         select = self.sel.select
         while True:
-            ready = select(0.05 if self.draining else 0.5)
+            soon = self.draining or router.waiting_to_flush or self._accepting_again
+            ready = select(FLUSH_TICK if soon else IDLE_TICK)
             most = 0
             for key, _ in ready:
                 what = key.data
@@ -374,11 +345,43 @@ class Transport:
                 self.lost(
                     peer, 1, "its last record was still being written at shutdown"
                 )
-        for _ in self._workers:
-            try:
-                self._incoming.put_nowait(None)
-            except queue.Full:
-                break
+        self._incoming.stop()
+
+
+class _Waiting:
+    """Connections waiting for a handshake thread: the newest is taken first,
+    and when *cap* are waiting the oldest is pushed out. A peer that connects
+    and never speaks costs one thread for HANDSHAKE_TIMEOUT at most, and a
+    flood of them cannot keep a child that connects now waiting behind it."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._items: deque[socket.socket] = deque()
+        self._ready = threading.Condition()
+        self._stopped = False
+
+    def put(self, sock: socket.socket) -> socket.socket | None:
+        """Queue *sock*; return the connection pushed out, if any."""
+        with self._ready:
+            self._items.append(sock)
+            oldest = self._items.popleft() if len(self._items) > self.cap else None
+            self._ready.notify()
+        return oldest
+
+    def get(self) -> socket.socket | None:
+        """The newest waiting connection; None once stopped."""
+        with self._ready:
+            while not self._items and not self._stopped:
+                self._ready.wait()
+            return self._items.pop() if self._items else None
+
+    def stop(self) -> None:
+        with self._ready:
+            self._stopped = True
+            for sock in self._items:
+                sock.close()
+            self._items.clear()
+            self._ready.notify_all()
 
 
 _HELLO = _events.KIND_CODES[_events.HELLO]

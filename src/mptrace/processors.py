@@ -9,6 +9,7 @@ defined in an importable module, not in ``__main__``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,19 +40,32 @@ _CACHE_LIMIT = 10_000
 _CORE_KEYS = STRUCTURE_KEYS
 
 
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def _words(key: str) -> str:
+    """``"X-Api-Key"``, ``"accessToken"`` → ``"_x_api_key_"``, ``"_access_token_"``."""
+    return "_" + _NOT_WORD.sub("_", _CAMEL.sub(r"\1_\2", key).lower()).strip("_") + "_"
+
+
 class Redact:
     """Replace the values of secret-looking keys, at any depth of nesting.
 
-    A key matches when, lower-cased with ``-`` read as ``_``, it equals one of
-    *keys* or ends or begins with one of them after an ``_``: with the default
-    keys ``password``, ``db_password``, ``X-Api-Key`` and ``access_token``
-    are redacted, ``tokens_used`` is not.
+    A key is read as words: lower-cased, split at anything that is not a
+    letter or a digit (``_``, ``.``, ``-``, a space, the quotes of a bytes
+    key's repr) and where camelCase turns. It matches when one of *keys*
+    (read the same way) is a run of its words: with the default keys
+    ``password``, ``db.password``, ``X-Api-Key``,
+    ``http.request.header.authorization``, ``mptrace.args.password``,
+    ``b'password'``, ``accessToken`` are redacted, ``tokens_used`` is not.
+    Free text (a message, a traceback, a repr) is not searched.
 
     >>> Redact()(None, "info", {"event": "login", "password": "hunter2"})
     {'event': 'login', 'password': '[redacted]'}
     """
 
-    __slots__ = ("_cache", "keys", "placeholder")
+    __slots__ = ("_cache", "_needles", "keys", "placeholder")
 
     def __init__(
         self, keys: Iterable[str] = DEFAULT_SECRET_KEYS, placeholder: str = "[redacted]"
@@ -61,7 +75,8 @@ class Redact:
                 "Redact(keys=...) takes an iterable of key names, such as "
                 "('password', 'token'), not a single string."
             )
-        self.keys = tuple(k.lower().replace("-", "_") for k in keys)
+        self.keys = tuple(keys)
+        self._needles = tuple(_words(k) for k in self.keys)
         self.placeholder = placeholder
         self._cache: dict[str, bool] = {}
 
@@ -72,11 +87,8 @@ class Redact:
         """True when the value of *key* is to be redacted."""
         hit = self._cache.get(key)
         if hit is None:
-            norm = key.lower().replace("-", "_")
-            hit = any(
-                norm == k or norm.endswith("_" + k) or norm.startswith(k + "_")
-                for k in self.keys
-            )
+            norm = _words(key)
+            hit = any(k in norm for k in self._needles)
             if len(self._cache) < _CACHE_LIMIT:
                 self._cache[key] = hit
         return hit
