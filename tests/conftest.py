@@ -37,13 +37,15 @@ def _restore_globals() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     config = structlog.get_config()
+    configured = structlog.is_configured()
     environ = dict(os.environ)
     yield
     mptrace.shutdown()
     root.handlers[:] = handlers
     root.setLevel(level)
     structlog.reset_defaults()
-    structlog.configure(**config)
+    if configured:
+        structlog.configure(**config)
     os.environ.clear()
     os.environ.update(environ)
 

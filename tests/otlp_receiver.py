@@ -9,6 +9,10 @@ collector would decode it. Typical use::
         ...
         spans = rx.wait_for_spans(3, timeout=5)
 
+``logs=False`` makes a traces-only receiver, as Jaeger is: the logs service
+answers gRPC UNIMPLEMENTED and HTTP 404, and ``log_attempts`` counts the
+requests turned away.
+
 ``refuse=True`` (also settable while running: ``rx.refuse = True``) makes the
 gRPC services answer UNAVAILABLE and the HTTP endpoints 503, and stores
 nothing; ``refused_count`` tells how many export requests were turned away.
@@ -205,6 +209,8 @@ class _LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
         request: logs_service_pb2.ExportLogsServiceRequest,
         context: grpc.ServicerContext,
     ) -> logs_service_pb2.ExportLogsServiceResponse:
+        if not self._receiver._take_logs():
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "no logs service")
         if not self._receiver._accept("logs", request):
             context.abort(grpc.StatusCode.UNAVAILABLE, _REFUSED)
         return logs_service_pb2.ExportLogsServiceResponse()
@@ -273,6 +279,9 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.NOT_FOUND, b"unknown OTLP path")
             return
         signal, request_type, response_type = route
+        if signal == "logs" and not self.server.receiver._take_logs():
+            self._reply(HTTPStatus.NOT_FOUND, b"no logs here")
+            return
         content_type = (
             self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         )
@@ -316,11 +325,18 @@ class OtlpReceiver:
     """
 
     def __init__(
-        self, *, refuse: bool = False, grpc: bool = True, http: bool = True
+        self,
+        *,
+        refuse: bool = False,
+        grpc: bool = True,
+        http: bool = True,
+        logs: bool = True,
     ) -> None:
         if not (grpc or http):
             raise ValueError("enable at least one of grpc and http")
         self.refuse = refuse
+        self.logs_service = logs
+        self.log_attempts = 0
         self._want_grpc = grpc
         self._want_http = http
         self._cond = threading.Condition()
@@ -445,6 +461,14 @@ class OtlpReceiver:
         return self.http_endpoint + "/v1/logs"
 
     # ---------------------------------------------------------------- storage
+
+    def _take_logs(self) -> bool:
+        """False (and counted) when this receiver has no logs service."""
+        with self._cond:
+            if not self.logs_service:
+                self.log_attempts += 1
+                self._cond.notify_all()
+            return self.logs_service
 
     def _accept(self, signal: str, request: Any) -> bool:
         """Store *request* and wake waiters, or count it refused; False when refused."""

@@ -150,8 +150,8 @@ class TestExitCodes:
         if how == "sigkill":
             assert "SIGKILL" in span["status_message"]
         [exited] = [e for e in span["events"] if e["name"] == "exited"]
-        assert exited["attributes"]["exitcode"] == EXITS[how]
-        assert exited["attributes"].get("signal") == SIGNALS.get(how)
+        assert exited["attributes"]["process.exit.code"] == EXITS[how]
+        assert exited["attributes"].get("mptrace.exit.signal") == SIGNALS.get(how)
         assert span["end_ns"] >= exited["ts"] >= span["start_ns"]
 
     @pytest.mark.parametrize("how", list(EXITS))
@@ -172,7 +172,7 @@ class TestCrash:
         """SIGSEGV: the child's Python stack on the "exited" event and record, and an ERROR log."""
         span = run.span("sigsegv")
         [exited] = [e for e in span["events"] if e["name"] == "exited"]
-        crash = exited["attributes"]["crash"]
+        crash = exited["attributes"]["mptrace.exit.crash"]
         assert "Segmentation fault" in crash
         assert "log_then_exit" in crash and "workers.py" in crash, crash
         assert run.record("sigsegv", "exited")["crash"] == crash
@@ -191,7 +191,7 @@ class TestCrash:
             if how == "sigsegv":
                 continue
             [exited] = [e for e in run.span(how)["events"] if e["name"] == "exited"]
-            assert "crash" not in exited["attributes"], how
+            assert "mptrace.exit.crash" not in exited["attributes"], how
             assert "crash" not in run.record(how, "exited"), how
 
 
@@ -275,8 +275,11 @@ class TestLifecycleRecords:
         # The parent samples with psutil: a short child may be seen only as it starts.
         assert run.record("return", "exited")["threads"] >= 1
         attrs = run.span("return")["attributes"]
-        assert attrs["process.memory.peak_rss_bytes"] > 1_000_000
-        assert attrs["process.cpu.user_s"] >= 0 and attrs["process.threads.max"] >= 1
+        assert attrs["mptrace.process.memory.peak_rss"] > 1_000_000
+        assert (
+            attrs["mptrace.process.cpu.user"] >= 0
+            and attrs["mptrace.process.threads.max"] >= 1
+        )
 
     @pytest.mark.parametrize("how", ["terminate", "kill"])
     def test_terminate_and_kill_are_recorded(self, run, how):
@@ -331,7 +334,7 @@ class TestManyShortChildren:
                 p.name,
                 names,
             )
-            assert span["attributes"]["process.memory.peak_rss_bytes"] > 1_000_000, (
+            assert span["attributes"]["mptrace.process.memory.peak_rss"] > 1_000_000, (
                 p.name
             )
 

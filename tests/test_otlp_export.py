@@ -351,12 +351,12 @@ class TestLogsArrive:
         assert record["time_ns"] == T0
         assert record["attributes"] == {
             "items": [19, 75, 19],
-            "process.pid": 2602,
-            "process.parent_pid": 2598,
             "mptrace.process.name": "fetch-1",
         }
         assert record["scope"] == "pipeline"
         assert record["resource"]["service.name"] == "otlp-test"
+        assert record["resource"]["process.pid"] == 2602
+        assert record["resource"]["process.parent_pid"] == 2598
         # No ids outside a span (SDKs before 1.39 send zeros, which mean the same).
         assert record["trace_id"] in (None, "0" * 32)
         assert record["span_id"] in (None, "0" * 16)
@@ -507,24 +507,89 @@ def traces_only_grpc() -> Iterator[tuple[OtlpReceiver, str]]:
 
 
 class TestReceiverWithoutLogs:
-    """A receiver that takes spans but no logs (Jaeger) costs the logs only."""
+    """A receiver that takes spans but no logs (Jaeger) is told once, then spared."""
 
-    def test_spans_still_go_and_only_logs_are_dropped(
+    def test_spans_still_go_and_logs_stop_after_one_notice(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """Every span arrives, the logs are counted, and the warning says what to set."""
+        """Every span arrives; one line says logs stop; no drop count (gRPC, no service)."""
         with traces_only_grpc() as (rx, url):
             exporter = _otlp.OtlpSink(SinkSpec("otlp", url), config())
             export_all(exporter, [log_event()] * 2)
+            assert exporter.logs is not None
             deadline = time.monotonic() + 5
-            while exporter.dropped < 2 and time.monotonic() < deadline:
+            while not exporter.logs.refused and time.monotonic() < deadline:
                 exporter.tick()
                 time.sleep(0.05)
-            export_all(exporter, many_spans(600))
+            export_all(exporter, [log_event()] * 3 + many_spans(600))
             exporter.shutdown()
             assert len(rx.wait_for_spans(600)) == 600
-        assert (exporter.dropped, exporter.dropped_what) == (2, "log records")
-        assert "set OTEL_LOGS_EXPORTER=none" in capsys.readouterr().err
+        assert exporter.dropped == 0
+        err = capsys.readouterr().err
+        assert err.count("does not take log records") == 1, err
+        assert "dropped" not in err and "could not send" not in err
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_a_receiver_answering_no_logs_gets_one_request(
+        self, kind: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """HTTP 404 / gRPC UNIMPLEMENTED on logs: one request, one line, nothing after."""
+        with OtlpReceiver(logs=False) as rx:
+            exporter = _otlp.OtlpSink(SinkSpec(kind, endpoint(rx, kind)), config())
+            for _ in range(3):
+                export_all(exporter, [log_event(), span_event()])
+                assert exporter.force_flush(5)
+            exporter.shutdown()
+            assert rx.log_attempts == 1
+            assert len(rx.spans()) == 3
+        assert exporter.dropped == 0
+        assert capsys.readouterr().err.count("does not take log records") == 1
+
+
+class TestOtelVariables:
+    """The OTEL_* variables mean what the OpenTelemetry specification says."""
+
+    def test_protocol_http_protobuf_makes_otlp_speak_http(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf: 'otlp' reaches an HTTP-only receiver."""
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        with OtlpReceiver(grpc=False) as rx:
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.http_endpoint)
+            with otlp_exporter("otlp", None) as exporter:
+                exporter.export([span_event(), log_event()])
+            assert len(rx.wait_for_spans(1)) == 1
+            assert len(rx.wait_for_logs(1)) == 1
+        assert exporter.dropped == 0
+
+    def test_http_json_fails_at_init(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A protocol the Python SDK cannot speak is refused at once, saying what is valid."""
+        import mptrace
+
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        with pytest.raises(mptrace.ConfigurationError, match="'http/protobuf'"):
+            mptrace.init(exporters=["otlp"])
+
+    def test_sdk_disabled_sends_nothing(
+        self, rx: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """OTEL_SDK_DISABLED=true: neither spans nor log records leave."""
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        with otlp_exporter("otlp", rx.grpc_endpoint) as exporter:
+            exporter.export([span_event(), log_event()])
+            assert exporter.force_flush(5)
+        assert rx.spans() == [] and rx.logs() == [] and exporter.dropped == 0
+
+    @pytest.mark.parametrize("value", ["none", "console"])
+    def test_traces_exporter_without_otlp_sends_logs_only(
+        self, rx: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, value: str
+    ) -> None:
+        """OTEL_TRACES_EXPORTER without 'otlp' in it: no spans over OTLP, logs still."""
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
+        with otlp_exporter("otlp", rx.grpc_endpoint) as exporter:
+            exporter.export([span_event(), log_event()])
+        assert len(rx.wait_for_logs(1)) == 1
+        assert rx.spans() == [] and exporter.spans is None
 
 
 class TestQueueOverflow:

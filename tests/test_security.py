@@ -288,7 +288,7 @@ class TestRedactProcessor:
             "proxy-authorization",
             "db.password",
             "http.request.header.authorization",
-            "code.function.args.password",
+            "mptrace.args.password",
             "X-Api-Key",
             "b'password'",
             "accessToken",
@@ -419,11 +419,11 @@ class TestRedactionReachesEverything:
         assert len(spans) == 2
         for span in spans:
             attrs = span["attributes"]
-            assert attrs["code.function.args.user"] == "ann"
-            assert attrs["code.function.args.password"] == "[redacted]"
-            assert attrs["code.function.args.options.token"] == "[redacted]"
-            assert attrs["code.function.args.options.retries"] == 3
-            assert attrs["code.function.args.headers.0.authorization"] == "[redacted]"
+            assert attrs["mptrace.args.user"] == "ann"
+            assert attrs["mptrace.args.password"] == "[redacted]"
+            assert attrs["mptrace.args.options.token"] == "[redacted]"
+            assert attrs["mptrace.args.options.retries"] == 3
+            assert attrs["mptrace.args.headers.0.authorization"] == "[redacted]"
             assert attrs["db.password"] == "[redacted]"
             assert attrs["http.request.header.authorization"] == "[redacted]"
             (event,) = [e for e in span["events"] if e["name"] == "retry"]

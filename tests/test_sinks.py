@@ -31,7 +31,7 @@ class TestRegistry:
             ("console", "console", None, True),
             ("memory", "memory", None, True),
             ("otlp", "otlp", None, True),
-            ("otlp+grpc:http://h:4317", "otlp", "http://h:4317", True),
+            ("otlp+grpc:http://h:4317", "otlp+grpc", "http://h:4317", True),
             ("otlp+http", "otlp+http", None, True),
             ("jaeger", "otlp", None, False),
             ("jaeger+http:http://h:4318", "otlp+http", "http://h:4318", False),

@@ -52,7 +52,7 @@ def span_id_of(span: Any) -> str:
 
 
 def args_of(span: dict[str, Any]) -> dict[str, Any]:
-    prefix = "code.function.args."
+    prefix = "mptrace.args."
     return {
         k[len(prefix) :]: v
         for k, v in span["attributes"].items()
@@ -71,12 +71,12 @@ class TestNamesAndAttributes:
         spans = spans_of(read_jsonl(jsonl))
         add = one(spans, "tr_traced_add")
         assert add["parent_span_id"] == span_id_of(root)
-        assert add["attributes"]["code.function.name"] == "tr_traced_add"
-        assert add["attributes"]["code.namespace"] == "workers"
+        assert add["attributes"]["code.function.name"] == "workers.tr_traced_add"
+        assert "code.namespace" not in add["attributes"]  # deprecated
         assert add["status"] == "unset"
         assert args_of(add) == {}, "record_args is off by default"
         method = one(spans, "TrHolder.method")
-        assert method["attributes"]["code.function.name"] == "TrHolder.method"
+        assert method["attributes"]["code.function.name"] == "workers.TrHolder.method"
         assert method["parent_span_id"] == span_id_of(root)
 
     def test_name_attributes_and_recorded_arguments(self, session, jsonl):
@@ -86,11 +86,11 @@ class TestNamesAndAttributes:
         span = one(spans_of(read_jsonl(jsonl)), "custom span")
         attrs = span["attributes"]
         assert attrs["stage"] == 2 and attrs["team"] == "core"
-        assert attrs["code.function.name"] == "tr_traced_named"
+        assert attrs["code.function.name"] == "workers.tr_traced_named"
         assert args_of(span) == {"a": 3, "b": 4, "label": "['x', 1]"}
 
     def test_record_args_false_records_no_argument(self, session, jsonl):
-        """record_args=False: no code.function.args.* attribute, and the value appears nowhere."""
+        """record_args=False: no mptrace.args.* attribute, and the value appears nowhere."""
         assert tr_traced_secret("hunter2-traced") == len("hunter2-traced")
         session.shutdown()
         with open(jsonl, encoding="utf-8") as f:
@@ -126,7 +126,9 @@ class TestGeneratorsAndCoroutines:
                 "the caller is not inside the generator's span"
             )
         assert [
-            e["attributes"]["log.message"] for e in span["events"] if e["name"] == "log"
+            e["attributes"]["mptrace.log.message"]
+            for e in span["events"]
+            if e["name"] == "log"
         ] == [
             "generating",
             "generating",

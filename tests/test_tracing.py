@@ -378,17 +378,17 @@ class TestLogsInSpans:
         assert [e for e in run["events"] if e["name"] == "log"] == []
         work = one(spans_of(events), "work")
         logged = [e for e in work["events"] if e["name"] == "log"]
-        assert [e["attributes"]["log.message"] for e in logged] == [
+        assert [e["attributes"]["mptrace.log.message"] for e in logged] == [
             "inside the span",
             "structlog inside",
             "failed inside",
         ]
-        assert [e["attributes"]["log.level"] for e in logged] == [
+        assert [e["attributes"]["mptrace.log.level"] for e in logged] == [
             "warning",
             "info",
             "error",
         ]
-        assert logged[0]["attributes"]["log.logger"] == "tests.tracing"
+        assert logged[0]["attributes"]["mptrace.log.logger"] == "tests.tracing"
         assert logged[2]["attributes"]["exception.type"] == "ZeroDivisionError"
         assert logged[2]["attributes"]["exception.message"] == "nothing to divide"
 
@@ -409,7 +409,7 @@ class TestLogsInSpans:
         spans = spans_of(events)
         for task in named(spans, "task workers.tr_square"):
             [event] = [e for e in task["events"] if e["name"] == "log"]
-            assert event["attributes"]["log.message"] == "squaring"
+            assert event["attributes"]["mptrace.log.message"] == "squaring"
             [record] = [
                 r
                 for r in logs_of(events, event="squaring")

@@ -762,3 +762,49 @@ def init_in_plain_child(path: str) -> None:
     """A child of a program without mptrace starts a session of its own."""
     with mptrace.init(exporters=[f"jsonl:{path}"]) as session:
         log.warning("from a plain child", extra={"session": type(session).__name__})
+
+
+# -- living beside the program's own logging and structlog ----------------------
+
+
+def user_logging_lines(tag: str) -> None:
+    """Records at every level from two loggers of the program's own."""
+    for name in ("app", "app.db"):
+        lg = logging.getLogger(name)
+        lg.debug("debug %s", tag)
+        lg.info("info %s", tag)
+        lg.warning("warning %s", tag)
+        lg.error("error %s", tag)
+
+
+def structlog_configure_then_log(tag: str, out_path: str) -> None:
+    """Configure structlog (as a program may, after init) and log through it."""
+    import structlog
+
+    with open(out_path, "a") as out:
+        structlog.configure(
+            processors=[structlog.processors.add_log_level, mark_processor,
+                        structlog.processors.JSONRenderer(sort_keys=True)],
+            logger_factory=structlog.WriteLoggerFactory(file=out),
+        )  # fmt: skip
+        slog = structlog.get_logger()
+        slog.info("configured after init", tag=tag)
+        # Without a logger factory: the renderer's string reaches the logger.
+        structlog.configure(processors=[structlog.processors.JSONRenderer()])
+        structlog.get_logger().info("renderer only", tag=tag)
+
+
+def mark_processor(logger, method_name, event_dict):
+    """A program's processor: mptrace must see what it adds."""
+    event_dict["marked_by_program"] = True
+    return event_dict
+
+
+def print_and_log(tag: str) -> None:
+    """Log one line through the program's own (console) logging."""
+    logging.getLogger("app").warning("line from %s", tag)
+
+
+def log_tagged(tag: str, n: int = 1) -> None:
+    for i in range(n):
+        log.info("tagged", extra={"tag": tag, "i": i})

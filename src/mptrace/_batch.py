@@ -17,6 +17,7 @@ failure of each signal is one ``mptrace: warning`` line.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -71,6 +72,16 @@ def _quiet_sdk_exporters() -> None:
     if _complaints not in sdk_logger.handlers:
         sdk_logger.addHandler(_complaints)
         sdk_logger.propagate = False
+    # The SDK hides a complaint that repeats another of the last 20 s, traces'
+    # and logs' alike; mptrace needs each one (a refusal of logs is told by
+    # it) and prints each kind once itself.
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("opentelemetry.exporter.otlp") and isinstance(
+            logger, logging.Logger
+        ):
+            for f in list(logger.filters):
+                if type(f).__name__ == "DuplicateFilter":
+                    logger.removeFilter(f)
 
 
 def _warn(text: str) -> None:
@@ -79,6 +90,11 @@ def _warn(text: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):  # pragma: no cover - no stderr left
         pass
+
+
+#: What the SDK exporters say when the receiver has no such service: HTTP
+#: 404 / 405, or gRPC's UNIMPLEMENTED.
+_REFUSAL = re.compile(r"\b(404|405)\b|UNIMPLEMENTED|Not Found|Method Not Allowed")
 
 
 def _succeeded(result: Any) -> bool:
@@ -111,8 +127,12 @@ class Batcher:
         convert: Callable[[dict[str, Any]], Any],
         send: Callable[[list[Any]], Any],
         hint: str = "",
+        refusable: bool = False,
     ) -> None:
         self.label = label
+        #: A receiver that answers "no such service" is not asked again.
+        self.refusable = refusable
+        self.refused = False
         self.hint = hint
         self.what = what
         self.convert = convert
@@ -145,6 +165,8 @@ class Batcher:
 
     def put(self, event: dict[str, Any]) -> None:
         queue = self._queue
+        if self.refused:
+            return
         if self._closing or len(queue) >= self.capacity:
             self.overflowed += 1
             return
@@ -239,6 +261,9 @@ class Batcher:
             complaint = _complaints.take()
             if not ok:
                 why = why or complaint or "the export failed"
+                if self.refusable and _REFUSAL.search(why):
+                    self._refuse(why)
+                    return ok
             self._failing = not ok
         with self._lock:
             if self._abandoned:
@@ -250,6 +275,17 @@ class Batcher:
                 "send", f"could not send {len(items)} {self.what} ({why}){self.hint}"
             )
         return ok
+
+    def _refuse(self, why: str) -> None:
+        """The receiver takes no such records: stop offering them, say so once."""
+        with self._lock:
+            self.refused = True
+            self._queue.clear()
+            self._in_flight = 0
+        _warn(
+            f"{self.label}: the receiver does not take {self.what} ({why}); "
+            f"none are sent to it for the rest of this run{self.hint}."
+        )
 
     def _convert(self, events: list[dict[str, Any]]) -> tuple[list[Any], int]:
         items = []

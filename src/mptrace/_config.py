@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _rotate  # noqa: F401 - gives 'jsonl' its rotation options
 from ._sinks import EXPORTER_HELP
 from ._sinks import check as check_sink
 from .exceptions import ConfigurationError
@@ -139,6 +140,8 @@ class ChildConfig:
     tracing: bool = True
     service_name: str = "python"
     sample_interval: float = 1.0
+    #: The console exporter is on: records the program printed are marked.
+    console: bool = False
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

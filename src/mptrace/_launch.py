@@ -84,9 +84,12 @@ def _alive(pid: int) -> bool:
 
 
 def start_listener(
-    cfg: ListenerConfig, child: ChildConfig
+    cfg: ListenerConfig, child: ChildConfig, stderr: int | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the listener; return it and the read end of its status pipe.
+
+    *stderr* is a file descriptor for the listener's stderr (the program's
+    own when None).
 
     Raises ListenerError (or ConfigurationError, for a sink it cannot build)
     when it does not start; nothing is left running then.
@@ -94,7 +97,7 @@ def start_listener(
     lsock = _bind(child.address)
     status_r, status_w = os.pipe()
     try:
-        proc = _spawn(cfg, child.authkey, lsock, status_w)
+        proc = _spawn(cfg, child.authkey, lsock, status_w, stderr)
     except BaseException:
         os.close(status_r)
         raise
@@ -108,6 +111,18 @@ def start_listener(
         os.close(status_r)
         raise
     return proc, status_r
+
+
+def wait(proc: subprocess.Popen[bytes], bound: float) -> None:
+    """Wait *bound* seconds for the listener to stop, then kill it, saying so."""
+    try:
+        proc.wait(bound)
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(
+            f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
+            "killed it.\n"
+        )
+        kill(proc)
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
@@ -125,7 +140,11 @@ def _bind(path: str) -> socket.socket:
 
 
 def _spawn(
-    cfg: ListenerConfig, authkey: bytes, lsock: socket.socket, status_w: int
+    cfg: ListenerConfig,
+    authkey: bytes,
+    lsock: socket.socket,
+    status_w: int,
+    stderr: int | None = None,
 ) -> subprocess.Popen[bytes]:
     inner = pickle.dumps((cfg, authkey))
     payload = pickle.dumps((list(sys.path), inner))
@@ -136,6 +155,7 @@ def _spawn(
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(lsock.fileno()), str(status_w)],
         stdin=subprocess.PIPE,
+        stderr=stderr,
         pass_fds=(lsock.fileno(), status_w),
         close_fds=True,
     )

@@ -191,12 +191,12 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
     end_ns = time.time_ns()
     sig = _events.signal_name(code)
     attributes: dict[str, Any] = {
-        "process.memory.peak_rss_bytes": watch.peak_rss,
-        "process.threads.max": watch.max_threads,
+        "mptrace.process.memory.peak_rss": watch.peak_rss,
+        "mptrace.process.threads.max": watch.max_threads,
     }
     if watch.cpu_user is not None:
-        attributes["process.cpu.user_s"] = watch.cpu_user
-        attributes["process.cpu.system_s"] = watch.cpu_system
+        attributes["mptrace.process.cpu.user"] = watch.cpu_user
+        attributes["mptrace.process.cpu.system"] = watch.cpu_system
     if code is not None:
         attributes["process.exit.code"] = code
     if sig:
@@ -213,11 +213,13 @@ def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
     if code != 0 and not expected:
         what = f"killed by {sig}" if sig else f"exited with code {code}"
         span.set_status(trace.Status(trace.StatusCode.ERROR, what))
-    event_attrs: dict[str, Any] = {"exitcode": code if code is not None else -1}
+    event_attrs: dict[str, Any] = {
+        "process.exit.code": code if code is not None else -1
+    }
     if sig:
-        event_attrs["signal"] = sig
+        event_attrs["mptrace.exit.signal"] = sig
     if crash:
-        event_attrs["crash"] = crash
+        event_attrs["mptrace.exit.crash"] = crash
     span.add_event("exited", event_attrs, timestamp=end_ns)
     span.end(end_time=end_ns)
     _participant.send(

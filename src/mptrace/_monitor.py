@@ -9,6 +9,13 @@ what they would see without mptrace. This works for forkserver children too,
 which are the fork server's children and so cannot be peeked at with
 ``waitid``. Exactly one of ``join()``, ``close()`` and the monitor records each
 exit (``claim``).
+
+The thread is not alive when the program forks (``_forksafe``): a fork hook
+stops it before the fork, and it starts again when the next child is
+watched (right after ``start()`` returns). After a fork mptrace did not make
+(``os.fork``, a process it does not watch), the exits of children already
+running are recorded at their ``join()``, at the next child's start, or at
+shutdown.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from . import _forksafe
 
 _log = logging.getLogger("mptrace.process")
 
@@ -116,15 +125,41 @@ class Monitor:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name="mptrace-monitor", daemon=True
-        )
-        self._thread.start()
+        self._pausing = False
+        self._paused = False
+        _forksafe.register(self)
+        self._thread = self._start_thread()
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="mptrace-monitor", daemon=True)
+        thread.start()
+        return thread
+
+    def pause(self) -> None:
+        """Before a fork: end the thread (its OS thread too), keeping every watch."""
+        thread = self._thread
+        if self._stopping or self._paused or not thread.is_alive():
+            return
+        self._pausing = True
+        try:
+            os.write(self._wake_w, b"p")
+        except OSError:
+            return
+        _forksafe.end_thread(thread)
+        self._paused = True
+
+    def resume(self) -> None:
+        """After a fork, in the parent, once it has returned: the thread again."""
+        if not self._paused or self._stopping:
+            return
+        self._pausing = self._paused = False
+        self._thread = self._start_thread()
 
     def watch(self, watch: Watch) -> None:
         with self._lock:
             self._watches[watch.sentinel] = watch
         os.write(self._wake_w, b"w")
+        _forksafe.resume_all()  # a fork has just returned: our threads again
 
     def claim(self, watch: Watch) -> bool:
         """True for the first caller only: that caller records the exit."""
@@ -141,7 +176,7 @@ class Monitor:
 
     def _run(self) -> None:
         next_sample = time.monotonic() + self.interval
-        while not self._stopping:
+        while not self._stopping and not self._pausing:
             with self._lock:
                 sentinels = list(self._watches)
             timeout = max(0.0, next_sample - time.monotonic())
@@ -175,6 +210,7 @@ class Monitor:
     def stop(self) -> None:
         """Record every child that has exited; close the spans of the rest."""
         self._stopping = True
+        _forksafe.unregister(self)
         os.write(self._wake_w, b"s")
         self._thread.join(5.0)
         with self._lock:
@@ -187,6 +223,8 @@ class Monitor:
 
     def forget(self) -> None:
         """Close the wake-up pipe (after a fork, the thread is not ours)."""
+        self._stopping = True
+        _forksafe.unregister(self)
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

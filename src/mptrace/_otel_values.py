@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import json
+import platform
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -240,15 +242,38 @@ class LogBuilder:
 
     Severity comes from ``level``, the body is the message, the instrumentation
     scope is the logger's name (as OpenTelemetry's own logging handler does),
-    and the attributes are the extra fields plus the process
-    (``process.pid``, ``process.parent_pid``, ``mptrace.process.name``) and,
-    for an exception, ``exception.type``/``.message``/``.stacktrace``. A log
-    made inside a span carries its trace and span ids.
+    and the attributes are the extra fields plus ``mptrace.process.name``
+    and, for an exception, ``exception.type``/``.message``/``.stacktrace``. A
+    log made inside a span carries its trace and span ids.
+
+    The resource is the process's, the same as its spans carry when mptrace
+    made the provider (``_participant.install_provider``): ``service.name``,
+    ``service.instance.id`` (the run), ``process.pid``,
+    ``process.parent_pid``, ``host.name``, ``process.runtime.*`` and the SDK's
+    ``telemetry.sdk.*``; so a backend joins a process's logs to its spans.
     """
 
     def __init__(self, resources: _Resources) -> None:
-        self.resource = resources.get({})
+        self.resources = resources
         self.make = _log_record_factory()
+        self._host = {
+            "host.name": socket.gethostname(),
+            "process.runtime.name": platform.python_implementation(),
+            "process.runtime.version": platform.python_version(),
+        }
+        self._by_process: dict[tuple[Any, Any, Any], Resource] = {}
+
+    def resource(self, event: dict[str, Any]) -> Resource:
+        key = (event.get("run"), event.get("pid"), event.get("ppid"))
+        resource = self._by_process.get(key)
+        if resource is None:
+            values = {**self._host, "service.instance.id": key[0]}
+            values.update({"process.pid": key[1], "process.parent_pid": key[2]})
+            if len(self._by_process) >= RESOURCE_CACHE_SIZE:
+                self._by_process.clear()
+            plain = {k: v for k, v in values.items() if v is not None}
+            resource = self._by_process[key] = self.resources.get(plain)
+        return resource
 
     @staticmethod
     def _attributes(event: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +281,6 @@ class LogBuilder:
         extra.update(
             attributes(
                 {
-                    "process.pid": event.get("pid"),
-                    "process.parent_pid": event.get("ppid"),
                     "mptrace.process.name": event.get("process"),
                     "code.stacktrace": event.get("stack"),
                 }
@@ -282,7 +305,7 @@ class LogBuilder:
         level = str(event.get("level", ""))
         ts = event.get("ts")
         return self.make(
-            self.resource,
+            self.resource(event),
             _scope(text(event.get("logger") or ""), None),
             timestamp=_ns(ts) if ts is not None else None,
             observed_timestamp=time.time_ns(),

@@ -15,7 +15,10 @@ Unless ``OTEL_EXPORTER_OTLP_TIMEOUT`` (or its per-signal form) says
 otherwise, one export gives up after 5 s, not the SDK's 10, so a receiver that
 is down cannot hold the end of the program for long. At shutdown a signal
 whose receiver is failing is not waited on.
-``OTEL_LOGS_EXPORTER=none`` sends spans only (Jaeger, for one, takes no logs).
+``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_LOGS_EXPORTER`` and
+``OTEL_EXPORTER_OTLP_PROTOCOL`` mean what the specification says
+(``_otel_env``). A receiver that answers that it takes no logs (HTTP 404 or
+405, gRPC UNIMPLEMENTED) is told so once and offered no more log records.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from . import _otel_env
 from ._batch import (  # noqa: F401 - tests read them here
     BATCH_SIZE,
     QUEUE_CAPACITY,
@@ -50,7 +54,7 @@ FLUSH_LIMIT = 5.0
 ABANDON_GRACE = 1.0
 
 #: Said when log records cannot be sent: some receivers take spans only.
-LOGS_HINT = "; if the receiver takes no logs (Jaeger), set OTEL_LOGS_EXPORTER=none"
+LOGS_HINT = "; OTEL_LOGS_EXPORTER=none sends none (Jaeger takes no logs)"
 
 GRPC_DEFAULT = "http://localhost:4317"
 HTTP_DEFAULT = "http://localhost:4318"
@@ -89,6 +93,8 @@ class SdkSink:
         log_exporter: Any = None,
     ) -> None:
         _quiet_sdk_exporters()
+        if _otel_env.sdk_disabled():  # OTEL_SDK_DISABLED: nothing leaves through OTel
+            span_exporter = log_exporter = None
         self.name = name
         self.flush_limit = min(cfg.shutdown_timeout, FLUSH_LIMIT)
         resources = _Resources({"service.name": cfg.service_name})
@@ -101,7 +107,7 @@ class SdkSink:
         if log_exporter is not None:
             self.logs = Batcher(
                 name, "log records", LogBuilder(resources), log_exporter.export,
-                LOGS_HINT,
+                LOGS_HINT, refusable=True,
             )  # fmt: skip
 
     @property
@@ -173,22 +179,30 @@ def sdk_sink_for(obj: Any, name: str, cfg: ListenerConfig) -> SdkSink | None:
 
 
 class OtlpSink(SdkSink):
-    """The ``otlp`` / ``otlp+http`` / ``jaeger`` sink: OTLP over gRPC or HTTP."""
+    """The ``otlp`` / ``otlp+http`` / ``jaeger`` sink: OTLP over gRPC or HTTP.
+
+    The protocol is the sink's name's (``otlp+grpc``, ``otlp+http``), else
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``'s; the signals sent follow
+    ``OTEL_SDK_DISABLED`` and ``OTEL_TRACES_EXPORTER`` / ``OTEL_LOGS_EXPORTER``
+    (``_otel_env``).
+    """
 
     def __init__(self, spec: SinkSpec, cfg: ListenerConfig) -> None:
-        self.protocol = "http" if spec.name == "otlp+http" else "grpc"
+        named = {"otlp+http": "http", "otlp+grpc": "grpc"}.get(spec.name)
+        self.protocols = {
+            signal: _otel_env.protocol(signal, named) for signal in ("traces", "logs")
+        }
+        self.protocol = self.protocols["traces"]
         self.target = spec.target
         self.endpoint = self._describe_endpoint()
-        logs_off = (
-            os.environ.get("OTEL_LOGS_EXPORTER") or ""
-        ).strip().lower() == "none"
+        # spans=False: the program's own pipeline takes the spans (_otel_guest).
+        traces = _otel_env.signal_enabled("traces") and spec.kwargs.get("spans", True)
+        logs = spec.logs and _otel_env.signal_enabled("logs")
         super().__init__(
             f"{spec.name} ({self.endpoint})",
             cfg,
-            span_exporter=self._sdk_exporter("traces"),
-            log_exporter=self._sdk_exporter("logs")
-            if spec.logs and not logs_off
-            else None,
+            span_exporter=self._sdk_exporter("traces") if traces else None,
+            log_exporter=self._sdk_exporter("logs") if logs else None,
         )
 
     # -- setup --
@@ -213,7 +227,7 @@ class OtlpSink(SdkSink):
         """Only what the spec says, so the SDK reads the environment for the rest."""
         kwargs: dict[str, Any] = {}
         if self.target:
-            if self.protocol == "http":
+            if self.protocols[signal] == "http":
                 kwargs["endpoint"] = _signal_url(self.target, signal)
             else:
                 kwargs["endpoint"] = self.target
@@ -227,7 +241,7 @@ class OtlpSink(SdkSink):
 
     def _sdk_exporter(self, signal: str) -> Any:
         Exporter: Any
-        if self.protocol == "grpc":
+        if self.protocols[signal] == "grpc":
             if signal == "traces":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
                     OTLPSpanExporter as Exporter,

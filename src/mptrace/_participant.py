@@ -14,7 +14,6 @@ no parent's monitor.
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import socket
@@ -27,14 +26,15 @@ from opentelemetry import trace
 from . import _events, _loggers
 from ._config import ChildConfig
 from ._events import Event, hex_id
-from ._plain import plain, safe_repr
-from ._sources import (
-    FunnelHandler,
-    FunnelLoggerFactory,
-    Send,
-    StructlogForwarder,
-    process_name,
+from ._guest import LoggingGuest, StructlogGuest
+from ._otel_guest import (
+    program_provider,
+    set_aside_program_processors,
+    unwatch_late_provider,
+    watch_late_provider,
 )
+from ._plain import plain, safe_repr
+from ._sources import Send, process_name
 from ._stream import Stream, write_stderr
 from .processors import Redact
 
@@ -89,9 +89,9 @@ def trace_context() -> Step:
         event["span_id"] = span_hex
         if span.is_recording() and span is not quiet[0]:
             attributes = {
-                "log.message": event.get("event", ""),
-                "log.level": event.get("level", ""),
-                "log.logger": event.get("logger", ""),
+                "mptrace.log.message": event.get("event", ""),
+                "mptrace.log.level": event.get("level", ""),
+                "mptrace.log.logger": event.get("logger", ""),
             }
             exc = _events.exception_attributes(event.get("exc"))
             exc.pop("exception.stacktrace", None)
@@ -124,8 +124,12 @@ def redaction(redact: Redact) -> Step:
 class Participant:
     """This process's stream, sending chain and installed hooks."""
 
-    def __init__(self, config: ChildConfig, ppid: int | None = None) -> None:
+    def __init__(
+        self, config: ChildConfig, ppid: int | None = None, owner: bool = False
+    ) -> None:
         self.config = config
+        #: This process started the session (its spans go to its own exporters).
+        self.owner = owner
         self.pid = os.getpid()
         # Under forkserver the starter is not os.getppid() (the fork server).
         self.ppid = os.getppid() if ppid is None else ppid
@@ -147,9 +151,8 @@ class Participant:
         #: The exit monitor of this process's children, once it starts one.
         self.monitor: Monitor | None = None
         self._resources: dict[int, dict[str, Any]] = {}
-        self._handler = FunnelHandler(self.send)
-        self._old_level: int | None = None
-        self._old_structlog: dict[str, Any] | None = None
+        self._logging = LoggingGuest(self.send, config.level, config.console)
+        self._structlog: StructlogGuest | None = None
 
     def send(self, event: Event) -> None:
         """Run the sending chain on *event* and write it. Never raises."""
@@ -173,6 +176,11 @@ class Participant:
         )
         self.stream.after_fork_in_child()
         self._resources = {}
+        if self.owner and self.config.tracing:
+            self.owner = False
+            provider = program_provider()
+            if provider is not None:  # its batch thread would die with this child
+                set_aside_program_processors(provider, _processor)
         monitor, self.monitor = self.monitor, None
         if monitor is not None:  # its thread did not cross the fork
             monitor.forget()
@@ -180,42 +188,23 @@ class Participant:
     # -- install and leave --
 
     def install(self) -> None:
-        root = logging.getLogger()
-        self._old_level = root.level
-        root.addHandler(self._handler)
-        root.setLevel(self.config.level)
-        _loggers.install(self._handler, self.config.level)
+        """Join logging, structlog and OpenTelemetry beside the program's own."""
+        self._logging.install()
+        _loggers.install(self._logging.handler, self.config.level)
         if self.config.structlog:
-            self._install_structlog()
+            self._structlog = StructlogGuest(self.send, self.config.level)
+            self._structlog.install()
         if self.config.tracing:
-            install_provider(self.config.service_name)
-
-    def _install_structlog(self) -> None:
-        import structlog
-
-        self._old_structlog = structlog.get_config()
-        structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                StructlogForwarder(),  # type: ignore[list-item]
-            ],
-            wrapper_class=structlog.make_filtering_bound_logger(self.config.level),
-            logger_factory=FunnelLoggerFactory(self.send),
-            cache_logger_on_first_use=False,
-        )
+            install_provider(self.config.service_name, self.owner)
 
     def leave(self) -> None:
-        """Put logging and structlog back as they were; close the stream."""
-        root = logging.getLogger()
-        root.removeHandler(self._handler)
-        _loggers.uninstall(self._handler)
-        if self._old_level is not None:
-            root.setLevel(self._old_level)
-        if self._old_structlog is not None:
-            import structlog
-
-            structlog.reset_defaults()
-            structlog.configure(**self._old_structlog)
+        """Take mptrace out of logging and structlog; close the stream."""
+        self._logging.leave()
+        _loggers.uninstall(self._logging.handler)
+        if self.owner:
+            unwatch_late_provider()
+        if self._structlog is not None:
+            self._structlog.leave()
         self.stop_monitor()
         self.stream.close()
 
@@ -233,9 +222,11 @@ class Participant:
             if resource is _own_resource[0]:
                 # The global provider outlives sessions; each names its own service.
                 cached["service.name"] = self.config.service_name
+            # The run: the same value as every event's "run".
+            cached["service.instance.id"] = self.config.session_id
             # A forked child shares its parent's provider: say who made the span.
             cached["process.pid"] = self.pid
-            cached["process.parent_pid"] = os.getppid()
+            cached["process.parent_pid"] = self.ppid  # the starter, as logs say
             if len(self._resources) > 64:
                 self._resources.clear()
             self._resources[id(resource)] = cached
@@ -273,11 +264,14 @@ def send(event: Event) -> None:
         part.send(event)
 
 
-def join(config: ChildConfig, ppid: int | None = None) -> Participant:
+def join(
+    config: ChildConfig, ppid: int | None = None, owner: bool = False
+) -> Participant:
     """Make this process participate in the session of *config*.
 
-    *ppid* is the pid of the process that started this one. In a forked child
-    of a participant of the same session, the inherited participant stays.
+    *ppid* is the pid of the process that started this one; *owner* is true
+    in the process that started the session. In a forked child of a
+    participant of the same session, the inherited participant stays.
     """
     global _current, _fork_hook
     with _lock:
@@ -289,7 +283,7 @@ def join(config: ChildConfig, ppid: int | None = None) -> Participant:
         if not _fork_hook:
             os.register_at_fork(after_in_child=_after_fork_in_child)
             _fork_hook = True
-        part = _current = Participant(config, ppid)
+        part = _current = Participant(config, ppid, owner)
         part.install()
         return part
 
@@ -356,6 +350,7 @@ class FunnelSpanProcessor:
 
 #: The one span processor of this process; it sends through the current participant.
 _processor = FunnelSpanProcessor(send, lambda r: _resource_of(r))
+_processor._mptrace = True  # type: ignore[attr-defined]
 _own_resource: list[Any] = [None]
 
 
@@ -366,20 +361,25 @@ def _resource_of(resource: Any) -> dict[str, Any]:
     return part.resource_of(resource)
 
 
-def install_provider(service_name: str) -> None:
+def install_provider(service_name: str, owner: bool = True) -> None:
     """Make sure this process's spans reach the funnel.
 
-    With the user's own SDK provider in place, mptrace adds its processor to
-    it; otherwise it sets an SDK provider of its own as the global one.
+    With the program's own SDK provider in place, mptrace adds its processor
+    to it (in a child, in place of the program's: ``_otel_guest``);
+    otherwise it sets an SDK provider of its own as the global one.
     """
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
+    if owner:
+        watch_late_provider()
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         if not getattr(provider, "_mptrace_processor", False):
             provider.add_span_processor(_processor)  # type: ignore[arg-type]
             provider._mptrace_processor = True  # type: ignore[attr-defined]
+        if not owner and program_provider() is provider:
+            set_aside_program_processors(provider, _processor)
         return
     resource = Resource.create(
         {
@@ -393,4 +393,5 @@ def install_provider(service_name: str) -> None:
     _own_resource[0] = provider.resource
     provider.add_span_processor(_processor)  # type: ignore[arg-type]
     provider._mptrace_processor = True  # type: ignore[attr-defined]
+    provider._mptrace_own = True  # type: ignore[attr-defined]
     trace.set_tracer_provider(provider)

@@ -111,11 +111,11 @@ class ProcessTable:
                     span["status_message"] = f"{exc.get('type')}: {exc.get('message')}"
             for key in ("cpu_user_s", "cpu_system_s"):
                 if finished.get(key) is not None:
-                    attributes[f"process.cpu.{key[4:]}"] = finished[key]
+                    attributes[f"mptrace.process.cpu.{key[4:-2]}"] = finished[key]
             peak = finished.get("peak_rss_bytes")
             if isinstance(peak, int):
-                attributes["process.memory.peak_rss_bytes"] = max(
-                    peak, attributes.get("process.memory.peak_rss_bytes") or 0
+                attributes["mptrace.process.memory.peak_rss"] = max(
+                    peak, attributes.get("mptrace.process.memory.peak_rss") or 0
                 )
         events.sort(key=lambda e: e.get("ts") or 0)
         span["events"] = events

@@ -61,6 +61,7 @@ _HIDDEN = frozenset(
         "stack",
         "trace_id",
         "span_id",
+        "echoed",
     )
 )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import json
 import os
 import secrets
 import select
@@ -22,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _env, _exit, _instrument, _launch, _participant, _root
+from . import _echo, _env, _exit, _instrument, _launch, _otel_guest, _participant, _root
 from ._config import (
     ChildConfig,
     ListenerConfig,
@@ -34,7 +33,7 @@ from ._config import (
 from ._events import FLUSH, SHUTDOWN
 from ._joined import JoinedSession
 from ._preload import preload_in_forkserver
-from ._sinks import memory_path
+from ._sinks import read_memory
 from .exceptions import MptraceError
 from .sinks import SinkSpec
 
@@ -70,6 +69,7 @@ class Session:
         self._started = False
         self._closed = False
         self._events: list[dict[str, Any]] | None = None
+        self._relay: _echo.StderrRelay | None = None
         #: Started by ``mptrace run``: the program's own init() joins it.
         self.runner = False
         self.instrumented = False  # by this session, which takes it out again
@@ -101,10 +101,13 @@ class Session:
             if self._started:
                 return self
             self._started = True
-        self._proc, self._status = _launch.start_listener(
-            self.listener_config, self.child_config
+        # Where sys.stderr is not fd 2, the listener's stderr is brought to it.
+        self._relay, (self._proc, self._status) = _echo.start_with_relay(
+            lambda fd: _launch.start_listener(
+                self.listener_config, self.child_config, fd
+            )
         )
-        _participant.join(self.child_config)
+        _participant.join(self.child_config, owner=True)
         if self.child_config.tracing:
             self._root.start(self.service_name, self.run_id)
         atexit.register(self._atexit)
@@ -127,7 +130,10 @@ class Session:
             return False
         if not select.select([status], [], [], timeout)[0]:
             return False
-        return os.read(status, 1) == b"f"
+        flushed = os.read(status, 1) == b"f"
+        if self._relay is not None:
+            self._relay.drain()
+        return flushed
 
     def events(self) -> list[dict[str, Any]]:
         """Every event the ``memory`` exporter received, as dicts, in order.
@@ -139,15 +145,7 @@ class Session:
             return list(self._events)
         if self.active:
             self.force_flush()
-        return self._read_memory()
-
-    def _read_memory(self) -> list[dict[str, Any]]:
-        path = memory_path(self.listener_config.session_dir)
-        try:
-            with open(path, "rb") as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except OSError:
-            return []
+        return read_memory(self.listener_config.session_dir)
 
     # -- shutdown ------------------------------------------------------------
 
@@ -186,7 +184,9 @@ class Session:
             self._root.end()
             # Sent even after a fallback: the stream tries the listener again.
             part.send({"kind": SHUTDOWN, "process": "MainProcess"})
-        self._wait_listener(limit + _EXPORT_GRACE)
+        if self._proc is not None:
+            _launch.wait(self._proc, limit + _EXPORT_GRACE)
+        self._close_relay()
         if part is not None:
             _participant.leave(part)
             part.stream.report()
@@ -195,22 +195,14 @@ class Session:
         with _lock:
             if _session is self:
                 _session = None
-        self._events = self._read_memory()
+        self._events = read_memory(self.listener_config.session_dir)
         self._close_status()
         self._remove_dir()
 
-    def _wait_listener(self, bound: float) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        try:
-            proc.wait(bound)
-        except subprocess.TimeoutExpired:
-            sys.stderr.write(
-                f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
-                "killed it.\n"
-            )
-            _launch.kill(proc)
+    def _close_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.close()
 
     def _close_status(self) -> None:
         status, self._status = self._status, None
@@ -295,8 +287,10 @@ def init(
         return JoinedSession()
     instrument_ = _env.instrument(instrument)
     listener_config = ListenerConfig(
-        service_name=service_name or default_service_name(),
-        exporters=_env.exporters(exporters),
+        service_name=service_name or _otel_guest.service_name(default_service_name),
+        exporters=_otel_guest.with_program_pipeline(
+            _env.exporters(exporters), os.getpid(), bool(tracing)
+        ),
         processors=check_processors(processors),
         owner_pid=os.getpid(),
         shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
@@ -312,6 +306,7 @@ def init(
         tracing=bool(tracing),
         service_name=listener_config.service_name,
         sample_interval=parse_timeout("sample_interval", sample_interval),
+        console=any(s.name == "console" for s in listener_config.exporters),
     )
     with _lock:
         if (

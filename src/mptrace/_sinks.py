@@ -12,6 +12,7 @@ table is a user's ``package.module:Class``.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pickle
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from . import _otel_env
 from ._events import Event, to_json
 from ._term import use_colours
 from .exceptions import ConfigurationError
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
     from ._config import ListenerConfig
 
 EXPORTER_HELP = (
-    "Valid exporters are 'console', 'jsonl:PATH', 'memory', 'otlp' (gRPC), "
+    "Valid exporters are 'console', 'jsonl:PATH' (with rotation options such as "
+    "'jsonl:run.jsonl?max_bytes=10MB&backups=5&compress=gz'), 'memory', 'otlp' (gRPC), "
     "'otlp+http', 'jaeger' (OTLP over gRPC to Jaeger; spans only), and your own "
     "sink class as 'package.module:Class' or mptrace.sinks.sink(Class, ...); "
     "'otlp', 'otlp+http' and 'jaeger' take an optional endpoint after a colon, "
@@ -49,7 +52,8 @@ class ConsoleSink:
     """Renders events on the listener's stderr (the program's terminal).
 
     A log event as it was written, a finished span and a lifecycle transition
-    as one line each, and at the end the table of every process.
+    as one line each, and at the end the table of every process. A log event
+    the program's own logging already printed (``echoed``) is not printed again.
     """
 
     name = "console"
@@ -72,6 +76,8 @@ class ConsoleSink:
 
     def export(self, events: Sequence[Event]) -> None:
         for event in events:
+            if event.get("echoed"):  # the program's own logging printed it already
+                continue
             render = self.renderers.get(event.get("kind", "log"))
             line = render(event) if render is not None else None
             if line is not None:
@@ -147,6 +153,15 @@ MEMORY_FILE = "memory.jsonl"
 def memory_path(session_dir: str) -> str:
     """Where the ``memory`` sink keeps a session's events for its owner."""
     return os.path.join(session_dir, MEMORY_FILE)
+
+
+def read_memory(session_dir: str) -> list[Event]:
+    """The ``memory`` sink's events so far, as dicts, in order."""
+    try:
+        with open(memory_path(session_dir), "rb") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        return []
 
 
 # -- user sinks ---------------------------------------------------------------
@@ -261,7 +276,11 @@ def _jsonl_path(name: str, target: str | None) -> SinkSpec:
 
 
 def _otlp(kind: str, logs: bool = True) -> Callable[[str, str | None], SinkSpec]:
-    return lambda name, target: SinkSpec(kind, target or None, logs=logs)
+    def check(name: str, target: str | None) -> SinkSpec:
+        _otel_env.check()
+        return SinkSpec(kind, target or None, logs=logs)
+
+    return check
 
 
 def _build_otlp(spec: SinkSpec, cfg: ListenerConfig) -> Any:
@@ -277,7 +296,7 @@ REGISTRY: dict[str, SinkType] = {
         _no_target, lambda spec, cfg: JsonlSink(memory_path(cfg.session_dir))
     ),
     "otlp": SinkType(_otlp("otlp"), _build_otlp),
-    "otlp+grpc": SinkType(_otlp("otlp"), _build_otlp),
+    "otlp+grpc": SinkType(_otlp("otlp+grpc"), _build_otlp),
     "otlp+http": SinkType(_otlp("otlp+http"), _build_otlp),
     "jaeger": SinkType(_otlp("otlp", logs=False), _build_otlp),
     "jaeger+http": SinkType(_otlp("otlp+http", logs=False), _build_otlp),

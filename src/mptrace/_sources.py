@@ -158,6 +158,23 @@ class StructlogForwarder:
         return (event,), {}
 
 
+def _funnel_method(level: str) -> Callable[..., None]:
+    def method(self: FunnelLogger, *args: Any, **kwargs: Any) -> None:
+        if len(args) == 1 and not kwargs and isinstance(args[0], dict):
+            event = args[0]
+            if "kind" in event:  # finished by StructlogForwarder
+                self.send(event)
+                return
+        # A renderer of the program's ran last (a structlog.configure() that
+        # kept this logger): send its output as the message, never raise.
+        parts = [safe_str(a) for a in args]
+        parts += [f"{k}={safe_repr(v)}" for k, v in kwargs.items()]
+        self.send(_events.log_event(level, self.name, " ".join(parts), process_name()))
+
+    method.__name__ = level
+    return method
+
+
 class FunnelLogger:
     """What structlog wraps: every method sends the finished event."""
 
@@ -167,10 +184,11 @@ class FunnelLogger:
         self.name = name
         self.send = send
 
-    def msg(self, event: Event) -> None:
-        self.send(event)
-
-    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+    msg = log = info = _funnel_method("info")
+    debug = _funnel_method("debug")
+    warning = warn = _funnel_method("warning")
+    error = exception = _funnel_method("error")
+    critical = fatal = _funnel_method("critical")
 
 
 class FunnelLoggerFactory:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 from opentelemetry.trace import INVALID_SPAN
 
 from ._plain import safe_repr, safe_str
-from ._tracing import end_span, get_tracer, run_in_span, step_in_span
+from ._tracing import end_span, get_tracer, qualname, run_in_span, step_in_span
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,7 +53,7 @@ def _args_attributes(
         items = bound.arguments
     out: dict[str, Any] = {}
     for k, v in items.items():
-        _flatten(f"code.function.args.{k}", v, out, 0)
+        _flatten(f"mptrace.args.{k}", v, out, 0)
     return out
 
 
@@ -95,8 +95,7 @@ class _SpanSettings:
     ) -> None:
         self.name = name or getattr(func, "__qualname__", None) or safe_repr(func)
         self.attributes = {
-            "code.function.name": getattr(func, "__qualname__", self.name),
-            "code.namespace": getattr(func, "__module__", None) or "",
+            "code.function.name": qualname(func),
             **{k: _attribute(v) for k, v in (attributes or {}).items()},
         }
         self.record_args = record_args
@@ -253,7 +252,7 @@ def traced(
 
     The span is named after the function's qualified name unless *name* says
     otherwise, carries *attributes*, and records the arguments only when
-    *record_args* is true (as ``code.function.args.<name>``, each cut at 1 KiB).
+    *record_args* is true (as ``mptrace.args.<name>``, each cut at 1 KiB).
     An exception is recorded on the span with its traceback, the span's status
     becomes ERROR, and the exception propagates unchanged. Functions,
     generator functions, coroutine functions and async generator functions

@@ -25,7 +25,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import _participant
+from . import _events, _participant
+from ._plain import exception_dict
 from ._version import __version__
 
 SCOPE = "mptrace"
@@ -101,7 +102,8 @@ def span_context_of(carrier: dict[str, str] | None) -> trace.SpanContext | None:
 def end_span(span: Any, exc: BaseException | None) -> None:
     """End *span*; an exception (but not the end of an iteration) is an error."""
     if exc is not None and not isinstance(exc, _NOT_FAILURES):
-        span.record_exception(exc)
+        # Not the SDK's record_exception: its exception.escaped is deprecated.
+        span.add_event("exception", _events.exception_attributes(exception_dict(exc)))
         span.set_status(
             trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
         )

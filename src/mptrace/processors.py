@@ -57,7 +57,7 @@ class Redact:
     key's repr) and where camelCase turns. It matches when one of *keys*
     (read the same way) is a run of its words: with the default keys
     ``password``, ``db.password``, ``X-Api-Key``,
-    ``http.request.header.authorization``, ``code.function.args.password``,
+    ``http.request.header.authorization``, ``mptrace.args.password``,
     ``b'password'``, ``accessToken`` are redacted, ``tokens_used`` is not.
     Free text (a message, a traceback, a repr) is not searched.
 
