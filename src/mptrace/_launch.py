@@ -86,13 +86,11 @@ def _alive(pid: int) -> bool:
 def start_listener(
     cfg: ListenerConfig, child: ChildConfig, stderr: int | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the listener; return it and the read end of its status pipe.
+    """Start the listener; return it and the read end of its status pipe,
+    on which :func:`confirm` waits for its answer.
 
     *stderr* is a file descriptor for the listener's stderr (the program's
     own when None).
-
-    Raises ListenerError (or ConfigurationError, for a sink it cannot build)
-    when it does not start; nothing is left running then.
     """
     lsock = _bind(child.address)
     status_r, status_w = os.pipe()
@@ -104,13 +102,21 @@ def start_listener(
     finally:
         lsock.close()
         os.close(status_w)
+    return proc, status_r
+
+
+def confirm(proc: subprocess.Popen[bytes], status_r: int) -> None:
+    """Wait for the listener's ``ok``; kill it and raise if it does not come.
+
+    Called as late as ``init()`` can: the program's own set-up runs while the
+    listener's interpreter starts.
+    """
     try:
         _await(status_r)
     except BaseException:
         kill(proc)
         os.close(status_r)
         raise
-    return proc, status_r
 
 
 def wait(proc: subprocess.Popen[bytes], bound: float) -> None:

@@ -15,7 +15,6 @@ import secrets
 import select
 import shutil
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from ._config import (
     redact_keys,
 )
 from ._events import FLUSH, SHUTDOWN
-from ._joined import JoinedSession
+from ._joined import JoinedSession, joins_another
 from ._preload import preload_in_forkserver
 from ._sinks import read_memory
 from .exceptions import MptraceError
@@ -102,12 +101,21 @@ class Session:
                 return self
             self._started = True
         # Where sys.stderr is not fd 2, the listener's stderr is brought to it.
-        self._relay, (self._proc, self._status) = _echo.start_with_relay(
+        self._relay, (proc, status) = _echo.start_with_relay(
             lambda fd: _launch.start_listener(
                 self.listener_config, self.child_config, fd
             )
         )
-        _participant.join(self.child_config, owner=True)
+        self._proc, self._status = proc, status
+        # The listener's interpreter starts while this process sets itself up.
+        part = _participant.join(self.child_config, owner=True)
+        try:
+            _launch.confirm(proc, status)
+        except BaseException:
+            _participant.leave(part)
+            if self._relay is not None:
+                self._relay.close()
+            raise
         if self.child_config.tracing:
             self._root.start(self.service_name, self.run_id)
         atexit.register(self._atexit)
@@ -283,7 +291,7 @@ def init(
         ListenerError: The listener process could not start.
     """
     global _session
-    if _in_child() or _runner_session():
+    if joins_another(_session):
         return JoinedSession()
     instrument_ = _env.instrument(instrument)
     listener_config = ListenerConfig(
@@ -335,36 +343,6 @@ def init(
         _instrument.instrument()
         session.instrumented = True
     return session
-
-
-def _runner_session() -> bool:
-    """True when ``mptrace run`` owns this process's session: init() joins it."""
-    session = _session
-    return (
-        session is not None
-        and session.runner
-        and session.active
-        and session.owner_pid == os.getpid()
-    )
-
-
-def _in_child() -> bool:
-    """True in a child process, where init() joins the parent's session.
-
-    A spawn or forkserver child imports the parent's main module as
-    ``__mp_main__``, running any top-level ``init()`` again; a fork child
-    inherits the parent's session object. A child whose parent runs no
-    session (it never joined one) gets a session of its own.
-    """
-    main = sys.modules.get("__main__")
-    if getattr(main, "__name__", None) == "__mp_main__":
-        import multiprocessing.process as mp_process
-
-        if type(mp_process.current_process()).__name__ == "_MainProcess":
-            return True  # the parent's main module being imported again
-        return _participant.current() is not None  # else: a session of its own
-    session = _session
-    return session is not None and session.owner_pid != os.getpid()
 
 
 def shutdown(timeout: float | None = None) -> None:
