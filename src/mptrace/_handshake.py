@@ -160,9 +160,16 @@ def take_pipe(sock: socket.socket, authkey: bytes) -> int:
             raise OSError(errno.EMFILE, "no descriptor left for the pipe")
         refuse(sock, f"it expected one pipe, got {len(fds)}")
         raise ConnectionError(f"expected one pipe after the handshake, got {len(fds)}")
-    sock.send(b"k")
     os.set_blocking(fds[0], False)
-    return fds[0]
+    return fds[0]  # the caller confirms with confirm(sock) once it holds it
+
+
+def confirm(sock: socket.socket) -> None:
+    """Tell the writer its pipe is in the listener's hands (the ``k``)."""
+    try:
+        sock.send(b"k")
+    except OSError:  # the writer gave up; its pipe says the rest
+        pass
 
 
 def _grow_pipe(fd: int) -> None:

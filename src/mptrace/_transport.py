@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from . import _events
 from ._frames import FrameReader
-from ._handshake import refuse, take_pipe
+from ._handshake import confirm, refuse, take_pipe
 
 READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
@@ -160,13 +160,16 @@ class Transport:
                     result = f"failed authentication ({exc.__class__.__name__}: {exc})"
             except Exception as exc:
                 result = f"failed authentication ({exc.__class__.__name__}: {exc})"
-            finally:
-                sock.close()
+            # Queued before the writer hears 'k': a flush the writer asks for
+            # next finds this stream.
             self._handshaken.put(result)
             try:
                 self._wake_w.send(b"\0")
             except OSError:  # pragma: no cover - shutting down
                 pass
+            if isinstance(result, int):
+                confirm(sock)
+            sock.close()
 
     def _take_handshaken(self) -> None:
         try:
