@@ -14,11 +14,8 @@ their owner shuts them down.
 
 from __future__ import annotations
 
-import concurrent.futures.process as cfp
 import logging
 import multiprocessing
-import multiprocessing.managers
-import multiprocessing.pool
 import multiprocessing.util
 import sys
 import time
@@ -27,18 +24,27 @@ from typing import Any
 
 _log = logging.getLogger("mptrace.session")
 
-#: Targets of processes that serve until their owner stops them.
-_SERVERS = (
-    multiprocessing.managers.BaseManager._run_server.__func__,  # type: ignore[attr-defined]
-    cfp._process_worker,
-    multiprocessing.pool.worker,  # type: ignore[attr-defined]
-)
+
+def _servers() -> list[Any]:
+    """Targets of processes that serve until their owner stops them, of the
+    modules the program imported (no module, no such process)."""
+    found: list[Any] = []
+    managers = sys.modules.get("multiprocessing.managers")
+    if managers is not None:
+        found.append(managers.BaseManager._run_server.__func__)
+    executors = sys.modules.get("concurrent.futures.process")
+    if executors is not None:
+        found.append(executors._process_worker)
+    pools = sys.modules.get("multiprocessing.pool")
+    if pools is not None:
+        found.append(pools.worker)
+    return found
 
 
 def is_server(process: Any) -> bool:
     """True for a manager's server process or a pool's or executor's worker."""
     target = getattr(process, "_target", None)
-    return getattr(target, "__func__", target) in _SERVERS
+    return getattr(target, "__func__", target) in _servers()
 
 
 def finalise_stdlib() -> None:

@@ -36,6 +36,7 @@ import logging
 import sys
 from typing import Any
 
+from . import _hooks
 from ._events import Event
 from ._sources import FunnelHandler, FunnelLoggerFactory, Send, StructlogForwarder
 
@@ -241,10 +242,16 @@ class StructlogGuest:
         self._own = False
         self._lists: list[list[Any]] = []  # processor lists holding the tap
         self._configure: Any = None
+        self._left = False
 
     def install(self) -> None:
-        import structlog
+        """Join structlog now if the program imported it, else when it does."""
+        self._left = False
+        _hooks.when_imported("structlog", self._join)
 
+    def _join(self, structlog: Any) -> None:
+        if self._left:
+            return
         if structlog.is_configured():
             self._tap_into(structlog.get_config())
         else:
@@ -308,6 +315,10 @@ class StructlogGuest:
         structlog.configure = structlog._config.configure = configure
 
     def leave(self) -> None:
+        self._left = True
+        _hooks.forget("structlog", self._join)
+        if "structlog" not in sys.modules:
+            return  # never imported: nothing was joined
         import structlog
         import structlog._config
 

@@ -16,6 +16,8 @@ import os
 import socket
 import struct
 import sys
+import threading
+from collections import deque
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
@@ -180,3 +182,39 @@ def _grow_pipe(fd: int) -> None:
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:  # over the user's pipe budget: keep the default
             pass
+
+
+class Waiting:
+    """Connections waiting for a handshake thread: the newest is taken first,
+    and when *cap* are waiting the oldest is pushed out. A peer that connects
+    and never speaks costs one thread for HANDSHAKE_TIMEOUT at most, and a
+    flood of them cannot keep a child that connects now waiting behind it."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._items: deque[socket.socket] = deque()
+        self._ready = threading.Condition()
+        self._stopped = False
+
+    def put(self, sock: socket.socket) -> socket.socket | None:
+        """Queue *sock*; return the connection pushed out, if any."""
+        with self._ready:
+            self._items.append(sock)
+            oldest = self._items.popleft() if len(self._items) > self.cap else None
+            self._ready.notify()
+        return oldest
+
+    def get(self) -> socket.socket | None:
+        """The newest waiting connection; None once stopped."""
+        with self._ready:
+            while not self._items and not self._stopped:
+                self._ready.wait()
+            return self._items.pop() if self._items else None
+
+    def stop(self) -> None:
+        with self._ready:
+            self._stopped = True
+            for sock in self._items:
+                sock.close()
+            self._items.clear()
+            self._ready.notify_all()

@@ -23,22 +23,20 @@ children do too. :func:`uninstrument` puts every original back.
 
 from __future__ import annotations
 
-import concurrent.futures.process as cfp
 import functools
-import multiprocessing.pool
-import multiprocessing.process
+import sys
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-from . import _participant, _process, _tasks
-from ._pool import Pool as _DropInPool
-from ._pool import ProcessPoolExecutor as _DropInExecutor
+from . import _hooks, _participant, _process, _tasks
 from ._process import _Participating
 
 _lock = threading.Lock()
 #: (class, attribute) → the original, while instrumented.
 _saved: dict[tuple[type, str], Any] = {}
+_active = False
 
 
 def instrument() -> None:
@@ -48,10 +46,25 @@ def instrument() -> None:
     started in a session then joins it, and with tracing on its pool and
     executor tasks are spans, exactly as with mptrace's drop-ins.
     """
+    global _active
     with _lock:
-        if _saved:
+        if _active:
             return
-        for (cls, name), make in _REPLACEMENTS.items():
+        _active = True
+    # multiprocessing.pool and concurrent.futures are patched when the program
+    # imports them (most never import the second), not imported here.
+    for module in _REPLACEMENTS:
+        _hooks.when_imported(module, _patch)
+
+
+def _patch(module: ModuleType) -> None:
+    with _lock:
+        if not _active:
+            return
+        for class_name, name, make in _REPLACEMENTS[module.__name__]:
+            cls = getattr(module, class_name)
+            if (cls, name) in _saved:
+                continue
             original = cls.__dict__[name]
             _saved[(cls, name)] = original
             setattr(cls, name, functools.wraps(original)(make(original)))
@@ -59,15 +72,24 @@ def instrument() -> None:
 
 def uninstrument() -> None:
     """Put back every method :func:`instrument` replaced. Idempotent."""
+    global _active
     with _lock:
+        _active = False
         for (cls, name), original in _saved.items():
             setattr(cls, name, original)
         _saved.clear()
+    for module in _REPLACEMENTS:
+        _hooks.forget(module, _patch)
 
 
 def instrumented() -> bool:
     """True while the stdlib is instrumented in this process."""
-    return bool(_saved)
+    return _active
+
+
+def _drop_in(obj: Any) -> bool:
+    """mptrace's own Pool or ProcessPoolExecutor, which does its part itself."""
+    return getattr(type(obj), "_mptrace_drop_in", False)
 
 
 class _Revive:
@@ -151,10 +173,8 @@ def _bootstrap(original: Callable[..., int]) -> Callable[..., int]:
 
 def _process_pool(pool: Any) -> bool:
     """A stdlib process pool: not a drop-in, not a ``ThreadPool``."""
-    return (
-        not isinstance(pool, _DropInPool)
-        and type(pool).Process is multiprocessing.pool.Pool.Process
-    )
+    std = sys.modules["multiprocessing.pool"].Pool
+    return not _drop_in(pool) and type(pool).Process is std.Process
 
 
 def _pool_init(original: Callable[..., None]) -> Callable[..., None]:
@@ -208,7 +228,7 @@ def _apply_async(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _submit(original: Callable[..., Any]) -> Callable[..., Any]:
     def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(self, _DropInExecutor):
+        if not _drop_in(self):
             fn = _tasks.submit_task(fn)
         return original(self, fn, *args, **kwargs)
 
@@ -218,28 +238,33 @@ def _submit(original: Callable[..., Any]) -> Callable[..., Any]:
 def _executor_map(original: Callable[..., Any]) -> Callable[..., Any]:
     def map(self: Any, fn: Any, *iterables: Any, **kwargs: Any) -> Any:
         bound = functools.partial(original, self)
-        if isinstance(self, _DropInExecutor):
+        if _drop_in(self):
             return bound(fn, *iterables, **kwargs)
         return _tasks.executor_map(bound, fn, iterables, kwargs)
 
     return map
 
 
-_Base = multiprocessing.process.BaseProcess
-_StdPool = multiprocessing.pool.Pool
-_REPLACEMENTS: dict[tuple[type, str], Callable[[Any], Any]] = {
-    (_Base, "start"): _start,
-    (_Base, "join"): _join,
-    (_Base, "close"): _close,
-    (_Base, "terminate"): _ending("terminate"),
-    (_Base, "kill"): _ending("kill"),
-    (_Base, "_bootstrap"): _bootstrap,
-    (_StdPool, "__init__"): _pool_init,
-    (_StdPool, "terminate"): _pool_terminate,
-    (_StdPool, "_map_async"): _map_async,
-    (_StdPool, "imap"): _imap("Pool.imap"),
-    (_StdPool, "imap_unordered"): _imap("Pool.imap_unordered"),
-    (_StdPool, "apply_async"): _apply_async,
-    (cfp.ProcessPoolExecutor, "submit"): _submit,
-    (cfp.ProcessPoolExecutor, "map"): _executor_map,
+#: By module: (class, method, replacement maker).
+_REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
+    "multiprocessing.process": [
+        ("BaseProcess", "start", _start),
+        ("BaseProcess", "join", _join),
+        ("BaseProcess", "close", _close),
+        ("BaseProcess", "terminate", _ending("terminate")),
+        ("BaseProcess", "kill", _ending("kill")),
+        ("BaseProcess", "_bootstrap", _bootstrap),
+    ],
+    "multiprocessing.pool": [
+        ("Pool", "__init__", _pool_init),
+        ("Pool", "terminate", _pool_terminate),
+        ("Pool", "_map_async", _map_async),
+        ("Pool", "imap", _imap("Pool.imap")),
+        ("Pool", "imap_unordered", _imap("Pool.imap_unordered")),
+        ("Pool", "apply_async", _apply_async),
+    ],
+    "concurrent.futures.process": [
+        ("ProcessPoolExecutor", "submit", _submit),
+        ("ProcessPoolExecutor", "map", _executor_map),
+    ],
 }

@@ -39,6 +39,8 @@ class Pool(multiprocessing.pool.Pool):
     used); the default is the default start method.
     """
 
+    _mptrace_drop_in = True  # instrumenting the stdlib leaves it to itself
+
     def __init__(
         self,
         processes: int | None = None,
@@ -118,6 +120,8 @@ class ProcessPoolExecutor(cfp.ProcessPoolExecutor):
     ``mp_context=`` may be a stdlib or an mptrace context; the default is
     the default start method.
     """
+
+    _mptrace_drop_in = True
 
     def __init__(
         self,

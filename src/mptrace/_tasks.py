@@ -20,9 +20,9 @@ worker parents each task under the span that submitted it.
 
 from __future__ import annotations
 
-import concurrent.futures.process as cfp
 import functools
-import multiprocessing.pool
+import multiprocessing
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -158,7 +158,7 @@ def map_async(
         return original(func, iterable, mapper, chunksize, callback, error_callback)
     name = (
         "Pool.starmap"
-        if mapper is multiprocessing.pool.starmapstar  # type: ignore[attr-defined]
+        if mapper is sys.modules["multiprocessing.pool"].starmapstar
         else "Pool.map"
     )
     end = _track(pool, _SpanEnd(_start_span(tracer, name, func)))
@@ -221,7 +221,9 @@ def submit_task(fn: Callable[..., Any]) -> Callable[..., Any]:
     ``map()`` submits ``partial(_process_chunk, TaskCall(...))``, already
     traced per item; that passes as it is.
     """
-    if isinstance(fn, functools.partial) and fn.func is cfp._process_chunk:
+    # The executor's own chunking: its module is imported, since it made fn.
+    chunk = sys.modules["concurrent.futures.process"]._process_chunk
+    if isinstance(fn, functools.partial) and fn.func is chunk:
         return fn
     return task(fn)
 

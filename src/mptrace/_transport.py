@@ -24,12 +24,11 @@ import selectors
 import socket
 import threading
 import time
-from collections import deque
 from typing import Any, Protocol
 
 from . import _events
 from ._frames import FrameReader
-from ._handshake import confirm, refuse, take_pipe
+from ._handshake import Waiting, confirm, refuse, take_pipe
 
 READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
@@ -109,7 +108,7 @@ class Transport:
         self._owner_fd: int | None = None
         self._accepting_again = 0.0
         self._said: set[str] = set()
-        self._incoming = _Waiting(HANDSHAKE_BACKLOG)
+        self._incoming = Waiting(HANDSHAKE_BACKLOG)
         self._handshaken: queue.SimpleQueue[int | str] = queue.SimpleQueue()
         self.handshakes_running = 0
         self._wake_r, self._wake_w = socket.socketpair()
@@ -349,42 +348,6 @@ class Transport:
                     peer, 1, "its last record was still being written at shutdown"
                 )
         self._incoming.stop()
-
-
-class _Waiting:
-    """Connections waiting for a handshake thread: the newest is taken first,
-    and when *cap* are waiting the oldest is pushed out. A peer that connects
-    and never speaks costs one thread for HANDSHAKE_TIMEOUT at most, and a
-    flood of them cannot keep a child that connects now waiting behind it."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._items: deque[socket.socket] = deque()
-        self._ready = threading.Condition()
-        self._stopped = False
-
-    def put(self, sock: socket.socket) -> socket.socket | None:
-        """Queue *sock*; return the connection pushed out, if any."""
-        with self._ready:
-            self._items.append(sock)
-            oldest = self._items.popleft() if len(self._items) > self.cap else None
-            self._ready.notify()
-        return oldest
-
-    def get(self) -> socket.socket | None:
-        """The newest waiting connection; None once stopped."""
-        with self._ready:
-            while not self._items and not self._stopped:
-                self._ready.wait()
-            return self._items.pop() if self._items else None
-
-    def stop(self) -> None:
-        with self._ready:
-            self._stopped = True
-            for sock in self._items:
-                sock.close()
-            self._items.clear()
-            self._ready.notify_all()
 
 
 _HELLO = _events.KIND_CODES[_events.HELLO]
