@@ -16,6 +16,7 @@ LAZY_ALLOWED = {
     ("_events", "_otel_values"): "the OpenTelemetry SDK, for sinks that export",
     ("_sinks", "_render"): "structlog's console renderer, for the console only",
     ("_sinks", "_otlp"): "the OTLP exporters and gRPC, for OTLP sinks only",
+    ("_sinks", "_rotate"): "jsonl's rotation, where exporters are checked or built",
     ("_participant", "_render"): "the renderer, once the listener is gone",
     # The command loads what its subcommand uses, so `mptrace logs` starts fast.
     ("_cli", "_render"): "structlog's console renderer",

@@ -308,6 +308,7 @@ def check(spec: object) -> SinkSpec:
 
     Raises ConfigurationError, saying what is allowed.
     """
+    _register_rotation()
     if isinstance(spec, SinkSpec):
         return _check_user(spec) if spec.name not in REGISTRY else spec
     if isinstance(spec, type):
@@ -329,7 +330,14 @@ def check(spec: object) -> SinkSpec:
 
 def build(spec: SinkSpec, cfg: ListenerConfig) -> Any:
     """Make the sink *spec* names, in the listener."""
+    _register_rotation()
     entry = REGISTRY.get(spec.name)
     if entry is None:
         return build_user(spec, cfg)
     return entry.build(spec, cfg)
+
+
+def _register_rotation() -> None:
+    """``jsonl``'s options (rotation, reopening) replace its plain entry; only
+    where exporters are checked or built, so a child never imports them."""
+    from . import _rotate  # noqa: F401
