@@ -120,8 +120,13 @@ def confirm(proc: subprocess.Popen[bytes], status_r: int) -> None:
 
 
 def wait(proc: subprocess.Popen[bytes], bound: float) -> None:
-    """Wait *bound* seconds for the listener to stop, then kill it, saying so."""
+    """Wait *bound* seconds for the listener to stop, then kill it, saying so.
+
+    On a pidfd where there is one: ``Popen.wait(timeout)`` polls with sleeps
+    that add up to ~15 ms past the listener's exit.
+    """
     try:
+        _exited(proc.pid, bound)
         proc.wait(bound)
     except subprocess.TimeoutExpired:
         sys.stderr.write(
@@ -129,6 +134,18 @@ def wait(proc: subprocess.Popen[bytes], bound: float) -> None:
             "killed it.\n"
         )
         kill(proc)
+
+
+def _exited(pid: int, bound: float) -> None:
+    """Block until *pid* exits or *bound* seconds pass (a pidfd, where there is one)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return  # Popen.wait does it
+    try:
+        select.select([fd], [], [], bound)
+    finally:
+        os.close(fd)
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

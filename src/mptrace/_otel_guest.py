@@ -43,10 +43,10 @@ RELAY = "mptrace._relay:ProgramSpanExporter"
 
 def program_provider() -> Any:
     """The program's own SDK provider, if it set one (not mptrace's)."""
-    try:
-        from opentelemetry.sdk.trace import TracerProvider
-    except ImportError:  # pragma: no cover - the SDK is a dependency
+    sdk = sys.modules.get("opentelemetry.sdk.trace")
+    if sdk is None:  # a program that never imported the SDK set no provider of it
         return None
+    TracerProvider = sdk.TracerProvider
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         return None
