@@ -13,7 +13,9 @@ each line written by one JSON encoding of a dict:
 
 Measured, in one run on one machine:
 
-1. End-to-end records per second from 2 and from 8 children, each calling
+1. End-to-end records per second from 2 and from 8 children (and, at scale,
+   from 64 and 256 children logging 1,000 records each, with the listener's
+   peak resident set read from ``/proc`` before it stops), each calling
    ``logger.info("record %d", i)`` N times: the clock runs from starting the
    children until every record is in the file (mptrace: children joined and
    ``session.shutdown()`` returned; stdlib: children joined and
@@ -58,6 +60,8 @@ import mptrace
 
 LOGGER = "bench"
 WARMUP_CALLS = 200
+#: Records per child in the runs at scale (--scale).
+SCALE_RECORDS = 1_000
 #: Seconds allowed to start-up and tear-down, on top of the per-record allowance.
 BASE_TIMEOUT = 60.0
 #: The slowest rate (records/s) a run may have before it is stopped as hung.
@@ -66,7 +70,7 @@ SLOWEST_RATE = 2_000
 # Targets, from the 2-children throughput run and the call-cost run.
 TARGET_SPEEDUP = 3.0
 TARGET_RATE = 100_000
-TARGET_COST_RATIO = 1.5
+TARGET_COST_RATIO = 1.15
 
 
 # -- child processes -----------------------------------------------------------
@@ -232,6 +236,7 @@ class Throughput:
     seconds: float
     delivered: int
     expected: int
+    listener_peak_mib: float | None = None  # mptrace's listener, VmHWM
 
     @property
     def rate(self) -> float:
@@ -268,11 +273,25 @@ def mptrace_throughput(method: str, children: int, each: int, path: str) -> Thro
         start = time.perf_counter()
         procs = start_children(ctx, log_child, (each,), children)
         join_all(procs, timeout_for(children * each))
+        session.force_flush()  # every record read: the listener's peak is in
+        peak = listener_peak_mib(session.listener_pid)
         session.shutdown()
         seconds = time.perf_counter() - start
     finally:
         session.shutdown()  # idempotent; stops the listener after a failure
-    return Throughput(seconds, count_delivered(path), children * each)
+    return Throughput(seconds, count_delivered(path), children * each, peak)
+
+
+def listener_peak_mib(pid: int | None) -> float | None:
+    """The listener's peak resident set (``VmHWM``), in MiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def stdlib_call_cost(method: str, calls: int, path: str) -> CallCost:
@@ -334,6 +353,7 @@ def progress(text: str) -> None:
 
 def run_all(args: argparse.Namespace, folder: str) -> Results:
     sizes = {2: args.records_2, 8: args.records_8}
+    sizes.update({n: SCALE_RECORDS for n in args.scale})
     results = Results(
         throughput={(n, t): [] for n in sizes for t in ("stdlib", "mptrace")},
         cost={"stdlib": [], "mptrace": []},
@@ -372,7 +392,8 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
         "| delivered, stdlib | delivered, mptrace |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for children, each in ((2, args.records_2), (8, args.records_8)):
+    scale = [(n, SCALE_RECORDS) for n in args.scale]
+    for children, each in [(2, args.records_2), (8, args.records_8), *scale]:
         std, mpt = (results.best_rate(children, t) for t in ("stdlib", "mptrace"))
         rows.append(
             f"| records/s, {children} children × {each:,} (higher is better) "
@@ -389,6 +410,20 @@ def table(results: Results, args: argparse.Namespace) -> list[str]:
             f"| child call {label}, µs (lower is better) | {std_us:.2f} "
             f"| {mpt_us:.2f} | {mpt_us / std_us:.2f}× | {std_cell} | {mpt_cell} |"
         )
+    rows += [
+        "",
+        "| children | mptrace listener peak RSS, MiB (the most over all runs) |",
+        "|---:|---:|",
+    ]
+    for children in (2, 8, *args.scale):
+        peaks = [
+            r.listener_peak_mib
+            for r in results.throughput[children, "mptrace"]
+            if r.listener_peak_mib is not None
+        ]
+        rows.append(
+            f"| {children} | {max(peaks):.1f} |" if peaks else f"| {children} | - |"
+        )
     return rows
 
 
@@ -397,8 +432,9 @@ def targets(results: Results) -> list[tuple[bool, str]]:
     speedup = mpt2.rate / std2.rate
     lossless = all(
         r.delivered == r.expected
-        for n in (2, 8)
-        for r in results.throughput[n, "mptrace"]
+        for (_, tool), runs in results.throughput.items()
+        if tool == "mptrace"
+        for r in runs
     )
     cost_ratio = (
         results.best_cost("mptrace").median_us / results.best_cost("stdlib").median_us
@@ -452,6 +488,13 @@ def parse_args() -> argparse.Namespace:
         type=positive_int,
         default=12_500,
         help="records per child with 8 children (default: 12,500)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=lambda text: [positive_int(n) for n in text.split(",") if n],
+        default=[64, 256],
+        help=f"more runs with this many children, {SCALE_RECORDS:,} records "
+        "each (default: 64,256; '' for none)",
     )
     parser.add_argument(
         "--calls",
