@@ -136,7 +136,7 @@ def test_a_record_reaches_the_file_while_others_keep_coming(tmp_path):
         try:
             for n in range(3):
                 log.info("marker", n=n)
-                needle = b'"n": %d,' % n
+                needle = b'"n":%d,' % n
                 deadline = time.monotonic() + 1.0
                 while needle not in path.read_bytes():
                     assert time.monotonic() < deadline, f"marker {n} not written in 1 s"

@@ -77,9 +77,9 @@ class TestValues:
         mptrace.get_logger("tests.raw").info("raw", count=12345, flag=True, ratio=0.25)
         session.shutdown()
         (line,) = [ln for ln in jsonl.read_text("utf-8").splitlines() if '"raw"' in ln]
-        assert '"count": 12345' in line
-        assert '"flag": true' in line
-        assert '"ratio": 0.25' in line
+        assert '"count":12345' in line
+        assert '"flag":true' in line
+        assert '"ratio":0.25' in line
 
     def test_contextvars_bound_in_the_parent_arrive(self, session, jsonl):
         """structlog.contextvars bound values are merged into every event until cleared."""

@@ -23,12 +23,12 @@ when called.
 
 from __future__ import annotations
 
-import json
-import json.encoder
 import signal
 import struct
 import time
 from typing import TYPE_CHECKING, Any, Final, TypedDict
+
+from ._json import to_json as to_json  # the encoder lives apart
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -170,41 +170,6 @@ PREFIX: Final = struct.Struct("!BBI")  # kind, flags, sequence number
 _FRAME_HEAD: Final = struct.Struct("!IBBI")  # HEADER and PREFIX in one
 #: A frame larger than this is refused by the listener (a corrupt stream).
 MAX_FRAME: Final = 64 * 1024 * 1024
-
-
-def _make_json_encoder() -> Any:
-    # json.dumps builds its C encoder anew on every call; building it once
-    # halves the cost of the one encoding on every logging call's path.
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - a Python without the C accelerator
-        return json.JSONEncoder(
-            ensure_ascii=False, check_circular=False, default=repr
-        ).encode
-    encoder = make(
-        None, repr, json.encoder.encode_basestring, None, ": ", ", ", False, False, True
-    )
-
-    def encode(obj: object) -> str:
-        chunks = encoder(obj, 0)
-        return chunks if type(chunks) is str else "".join(chunks)
-
-    return encode
-
-
-_json = _make_json_encoder()
-
-
-def to_json(event: Event) -> bytes:
-    """*event* as UTF-8 JSON; lone surrogates become ``\\udcXX`` escapes.
-
-    Those escapes are JSON's own, so reading the line back gives the same
-    string, and the bytes are always valid UTF-8.
-    """
-    text: str = _json(event)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace")
 
 
 def encode(event: Event) -> bytes:
