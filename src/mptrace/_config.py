@@ -6,7 +6,6 @@ sentence that says what is allowed; nothing is started.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import sys
@@ -52,6 +51,8 @@ def parse_level(level: object) -> int:
             raise ConfigurationError(f"Invalid level {level!r}. {LEVEL_HELP}")
         return level
     if isinstance(level, str):
+        import logging  # here, not at the top: the listener needs no logging
+
         value = logging.getLevelName(level.strip().upper())
         if isinstance(value, int):
             return value
