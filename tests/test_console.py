@@ -317,7 +317,7 @@ class TestColourRule:
         NO_COLOR wins over both (the console and the mptrace command alike)."""
         import io
 
-        from mptrace._sinks import ConsoleSink
+        from mptrace._console import ConsoleSink
 
         monkeypatch.delenv("NO_COLOR", raising=False)
         monkeypatch.delenv("FORCE_COLOR", raising=False)

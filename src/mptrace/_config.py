@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import _rotate  # noqa: F401 - gives 'jsonl' its rotation options
+# Imported for their registry entries: 'console' and 'jsonl' with their options.
+from . import _console, _rotate  # noqa: F401
 from ._sinks import EXPORTER_HELP
 from ._sinks import check as check_sink
 from .exceptions import ConfigurationError
