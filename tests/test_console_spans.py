@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mptrace._console import ConsoleSink
 from mptrace._render import (
     LEVEL_STYLES,
     RESET,
@@ -22,7 +23,6 @@ from mptrace._render import (
     make_span_renderer,
     process_colour,
 )
-from mptrace._console import ConsoleSink
 
 T0 = 1_700_000_000_000_000_000
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -37,11 +37,7 @@ class Endings:
 
     def __init__(self, report_file: str | None = None) -> None:
         #: Said after the hint of an error, when the run has a JSON-lines file.
-        self.more = (
-            f"; see also: mptrace report {report_file}"
-            if report_file
-            else ""
-        )
+        self.more = f"; see also: mptrace report {report_file}" if report_file else ""
         self.stopped: dict[Any, tuple[str, bool]] = {}  # pid -> (how, by its pool)
         self.raised: dict[Any, dict[str, Any]] = {}
 
@@ -79,7 +75,7 @@ class Endings:
                 f"its last records are above{self.more}"
             )
         if code is None:
-            return "warning", f"ended; its exit code is unknown"
+            return "warning", "ended; its exit code is unknown"
         if code == 0:
             return None
         if exc is not None:
