@@ -110,7 +110,7 @@ class ProgressLine:
         for entry in self.maps.values():
             if entry.task_id is None:
                 entry.task_id = self.progress.add_task(
-                    entry.name, total=entry.total or None, status=""
+                    entry.name, total=entry.total or None, status=entry.status()
                 )
             self.progress.update(
                 entry.task_id, completed=entry.done, status=entry.status()
