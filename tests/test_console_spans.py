@@ -389,5 +389,5 @@ class TestConsoleSink:
                 }
             ]
         )
-        sink.force_flush()
+        sink.shutdown()  # everything held goes out; its thread ends
         assert parse(stream.getvalue().rstrip("\n"))["text"].rstrip() == "hello"

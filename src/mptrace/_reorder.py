@@ -63,7 +63,10 @@ class Reorder:
             self.due.append((time.monotonic() + self.window, key))
             if len(self.heap) > HELD_MAX:
                 self._out([heapq.heappop(self.heap)[2] for _ in range(HELD_MAX // 2)])
-            self._wake()
+            # Deadlines only grow: with one held already, the thread is
+            # waiting for an earlier one and needs no wake (a switch per line).
+            if len(self.due) == 1:
+                self._wake()
 
     def wake(self) -> None:
         """Run ``tick`` soon (something for it changed)."""
