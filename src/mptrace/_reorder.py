@@ -9,11 +9,11 @@ when a line's time is up, it goes with every held line stamped no later.
 No line waits longer than WINDOW (a line later than that still prints,
 out of place, rather than never); a flush lets everything out at once.
 
-WINDOW is 150 ms: six times the skew measured, short enough that a person
-sees a line as it happens (about the delay of a terminal echoing a key
-under load), and short enough that a program's own ``print`` next to it
-rarely comes first. Held lines are bounded by HELD_MAX; past it the oldest
-go out early.
+WINDOW is 150 ms: six times the skew measured, and short enough that a
+person still sees a line as it happens (about the delay of a terminal
+echoing a key under load). What the program prints itself is not held, so
+a ``print`` can come before records up to WINDOW older. Held lines are
+bounded by HELD_MAX; past it the oldest go out early.
 """
 
 from __future__ import annotations
