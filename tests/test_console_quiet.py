@@ -22,6 +22,7 @@ from conftest import read_jsonl
 
 import mptrace
 from mptrace._console import ConsoleSink, parse_options, shorten
+from mptrace._render import LEVEL_STYLES
 from mptrace.exceptions import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,7 +296,8 @@ class TestTable:
 
     def test_a_failed_process_is_marked_in_its_lines_and_the_table(self):
         """With colours, a child that ended badly wears the red mark on the
-        line of its end and in the table; a healthy one does not."""
+        line of its end and in the table, its exit in red; a healthy one and a
+        pool's worker stopped by its pool do not."""
         import io
 
         from mptrace._palette import FAIL_MARK
@@ -315,15 +317,24 @@ class TestTable:
                  "exitcode": 70},
                 {**base, "transition": "exited", "target_pid": 8, "target_name": "good",
                  "exitcode": 0},
+                {**base, "transition": "terminated", "target_pid": 9,
+                 "target_name": "PoolWorker", "how": "terminate", "by_pool": True},
+                {**base, "transition": "exited", "target_pid": 9,
+                 "target_name": "PoolWorker", "exitcode": -15, "signal": "SIGTERM"},
             ]
         )  # fmt: skip
         sink.summary(
             [
                 {"pid": 7, "name": "bad", "exit": "70", "errors": 0},
                 {"pid": 8, "name": "good", "exit": "0", "errors": 0},
+                {"pid": 9, "name": "PoolWorker", "exit": "SIGTERM", "errors": 0},
             ]
         )
         sink.shutdown()
         text = stream.getvalue()
         marked = [ln for ln in text.split("\n") if FAIL_MARK in ln]
         assert len(marked) == 2 and all("bad" in ln for ln in marked), text
+        red = LEVEL_STYLES["error"]
+        assert f"{red}70" in text and f"{red}SIGTERM" not in text
+        assert "PoolWorker" in text.split("mptrace: processes")[1]  # in the table
+        assert "PoolWorker" not in text.split("mptrace: processes")[0]  # no line

@@ -248,9 +248,11 @@ class ConsoleSink:
         self.order.flush()
         self._stop_progress()
         if rows:
+            asked = self.endings.asked
+            rows = [{**r, "asked": True} if r.get("pid") in asked else r for r in rows]
             for row in rows:
-                if row.get("exit") not in (None, "0", "running", "SIGTERM", "SIGKILL"):
-                    self.palette.fail(row.get("pid"))
+                if row.get("pid") is not None and _failed(row):
+                    self.palette.fail(row["pid"])
             table = self.render_r.format_summary(
                 shorten(rows), self.colours, self.palette
             )
@@ -304,11 +306,12 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 def shorten(rows: list[dict[str, Any]], limit: int = TABLE_ROWS) -> list[Any]:
-    """At most *limit* rows: failed processes first, the rest counted in one row."""
+    """At most *limit* rows: processes that failed or logged errors first, the
+    rest counted in one row."""
     if len(rows) <= limit:
         return rows
-    failed = [r for r in rows if _failed(r)]
-    kept = (failed + [r for r in rows if not _failed(r)])[: limit - 1]
+    first = [r for r in rows if _failed(r) or r.get("errors")]
+    kept = (first + [r for r in rows if r not in first])[: limit - 1]
     kept.sort(key=lambda r: (r.get("pid") is None, r.get("pid") or 0))
     rest = [r for r in rows if r not in kept]
     exits: dict[str, int] = {}
@@ -331,7 +334,8 @@ def shorten(rows: list[dict[str, Any]], limit: int = TABLE_ROWS) -> list[Any]:
 
 
 def _failed(row: dict[str, Any]) -> bool:
-    return str(row.get("exit")) not in ("0", "running") or bool(row.get("errors"))
+    """Ended badly: an exit other than 0 (or a stop the program asked for)."""
+    return str(row.get("exit")) not in ("0", "running", "None") and not row.get("asked")
 
 
 def _exits(row: dict[str, Any]) -> dict[str, int]:

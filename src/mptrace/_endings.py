@@ -40,6 +40,8 @@ class Endings:
         self.more = f"; see also: mptrace report {report_file}" if report_file else ""
         self.stopped: dict[Any, tuple[str, bool]] = {}  # pid -> (how, by its pool)
         self.raised: dict[Any, dict[str, Any]] = {}
+        #: Children that died of the signal terminate() or kill() sent: no failure.
+        self.asked: set[Any] = set()
 
     def note(self, event: dict[str, Any]) -> None:
         """Remember a ``terminated`` or a ``finished`` that raised."""
@@ -59,6 +61,9 @@ class Endings:
         sig = signal_name(event)
         code = event.get("exitcode")
         if sig and stopped is not None and sig in _ASKED:
+            if len(self.asked) >= REMEMBERED:
+                self.asked.clear()
+            self.asked.add(pid)
             if stopped[1]:
                 return None  # the pool's own ending of its workers
             return "warning", f"was stopped by {stopped[0]}() ({sig})"

@@ -346,10 +346,12 @@ def _cell(row: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
 
 
 def _row_failed(row: dict[str, Any], key: str) -> bool:
-    """The cell shows a problem: an exit other than 0/running, or errors."""
+    """The cell shows a problem: an exit other than 0/running (or a stop the
+    program asked for, ``asked``), or errors."""
     value = row.get(key)
     if key == "exit":
-        return value is not None and str(value) not in ("0", "running")
+        ok = ("0", "running")
+        return value is not None and str(value) not in ok and not row.get("asked")
     if key == "errors":
         return isinstance(value, int) and value > 0
     return False
