@@ -336,7 +336,7 @@ class TestColourRule:
         NO_COLOR wins over both (the console and the mptrace command alike)."""
         import io
 
-        from mptrace._console import ConsoleSink
+        from mptrace._console_sink import ConsoleSink
 
         monkeypatch.delenv("NO_COLOR", raising=False)
         monkeypatch.delenv("FORCE_COLOR", raising=False)

@@ -21,7 +21,8 @@ import pytest
 from conftest import read_jsonl
 
 import mptrace
-from mptrace._console import ConsoleSink, parse_options, shorten
+from mptrace._console import parse_options
+from mptrace._console_sink import ConsoleSink, shorten
 from mptrace._render import LEVEL_STYLES
 from mptrace.exceptions import ConfigurationError
 

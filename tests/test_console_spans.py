@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mptrace._console import ConsoleSink
+from mptrace._console_sink import ConsoleSink
 from mptrace._render import (
     LEVEL_STYLES,
     RESET,
