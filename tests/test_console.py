@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from mptrace._palette import COLOURS, FAIL_MARK, Palette
 from mptrace._render import PROCESS_COLOURS, RESET, process_colour
 
 SCRIPT = textwrap.dedent(
@@ -211,7 +212,7 @@ class TestPlainConsole:
         assert HEADER.match(lines[at]) and "[error" in lines[at]
         block = []
         for line in lines[at + 1 :]:
-            if HEADER.match(line) or not line:
+            if HEADER.match(line) or not line or line == "mptrace: processes":
                 break
             block.append(line)
         assert block[0] == "Traceback (most recent call last):"
@@ -240,7 +241,7 @@ class TestTerminal:
             assert "\x1b[" in raw and RESET in raw
 
     def test_a_process_keeps_its_colour_on_every_line(self, output):
-        """The tag of each process has one colour on all its lines: process_colour(pid)."""
+        """The tag of each process has one colour of the palette on all its lines."""
         seen: dict[int, set[str]] = {}
         for raw, plain in output.event_lines():
             pid = int(HEADER.match(plain).group(3))  # type: ignore[union-attr]
@@ -252,10 +253,11 @@ class TestTerminal:
             seen.setdefault(pid, set()).add(found[0])
         assert set(seen) == set(output.names)
         for pid, colours in seen.items():
-            assert colours == {process_colour(pid)}, pid
+            assert len(colours) == 1 and colours <= set(COLOURS), pid
 
     def test_processes_with_different_colours_show_different_colours(self, output):
-        """As many colours show as process_colour gives the processes: tags tell them apart."""
+        """Every process of the run shows in a colour of its own (a colour hashed
+        from the pid gave three processes two colours)."""
         shown = set()
         for raw, _plain in output.event_lines():
             shown.add(
@@ -263,7 +265,7 @@ class TestTerminal:
                     1
                 )
             )  # type: ignore[union-attr]
-        assert len(shown) == len({process_colour(pid) for pid in output.names})
+        assert len(shown) == len(output.names) == 3
 
     def test_traceback_is_still_under_its_line(self, output):
         """The traceback follows its event line on a terminal as well."""
@@ -301,6 +303,23 @@ class TestProcessColour:
         assert same_as_next / len(colours) < 0.2  # ~1/11 if spread evenly
 
 
+class TestPalette:
+    def test_colours_in_order_of_first_appearance(self):
+        """The first 16 processes of a run get 16 different colours, in order."""
+        palette = Palette()
+        pids = [4242, 17, 99999, 5] + list(range(100, 112))
+        assert [palette.colour(p) for p in pids] == list(COLOURS)
+        assert palette.colour("17") == palette.colour(17) == COLOURS[1]
+
+    def test_a_failed_process_is_marked(self):
+        """After fail(pid), its tag carries the red mark; others do not."""
+        palette = Palette()
+        palette.paint(1, "a[1]")
+        palette.fail(2)
+        assert palette.paint(2, "b[2]").startswith(FAIL_MARK)
+        assert not palette.paint(1, "a[1]").startswith(FAIL_MARK)
+
+
 class TestColourRule:
     @pytest.mark.parametrize(
         "env, expected",
@@ -317,7 +336,7 @@ class TestColourRule:
         NO_COLOR wins over both (the console and the mptrace command alike)."""
         import io
 
-        from mptrace._sinks import ConsoleSink
+        from mptrace._console_sink import ConsoleSink
 
         monkeypatch.delenv("NO_COLOR", raising=False)
         monkeypatch.delenv("FORCE_COLOR", raising=False)

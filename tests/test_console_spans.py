@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mptrace._console_sink import ConsoleSink
 from mptrace._render import (
     LEVEL_STYLES,
     RESET,
@@ -22,7 +23,6 @@ from mptrace._render import (
     make_span_renderer,
     process_colour,
 )
-from mptrace._sinks import ConsoleSink
 
 T0 = 1_700_000_000_000_000_000
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -346,13 +346,14 @@ class TestConsoleSink:
     """The exporter itself: the right renderer per kind, plain text off a terminal."""
 
     def test_spans_lifecycle_and_summary_reach_the_stream(self) -> None:
-        """A span, a lifecycle event and the summary are written; no escape off a tty."""
+        """With spans and lifecycle asked for, a span, a lifecycle event and the
+        summary are written; no escape off a tty."""
         stream = io.StringIO()
-        exporter = ConsoleSink(stream)
+        exporter = ConsoleSink(stream, lifecycle=True, spans=True)
         exporter.export(
             [
-                span(),
-                lifecycle("exited", exitcode=0),
+                lifecycle("exited", exitcode=0, ts=T0 + 20_000_000),
+                span(),  # ended before the exit: printed first, in ts order
                 {"kind": "something-new", "pid": 1},
             ]
         )
@@ -374,7 +375,8 @@ class TestConsoleSink:
     def test_a_nameless_logger_shows_no_empty_column(self) -> None:
         """A log event with logger "" renders its message right after the process tag."""
         stream = io.StringIO()
-        ConsoleSink(stream).export(
+        sink = ConsoleSink(stream)
+        sink.export(
             [
                 {
                     "kind": "log",
@@ -387,4 +389,5 @@ class TestConsoleSink:
                 }
             ]
         )
+        sink.shutdown()  # everything held goes out; its thread ends
         assert parse(stream.getvalue().rstrip("\n"))["text"].rstrip() == "hello"

@@ -14,9 +14,18 @@ MODULES = sorted(PACKAGE.glob("*.py"))
 #: they pull in a heavy dependency that most sessions never need.
 LAZY_ALLOWED = {
     ("_events", "_otel_values"): "the OpenTelemetry SDK, for sinks that export",
-    ("_sinks", "_render"): "structlog's console renderer, for the console only",
+    (
+        "_console",
+        "_console_sink",
+    ): "the sink, in the listener; init() needs the options",
+    ("_console_sink", "_render"): "structlog's console renderer, for the console only",
+    ("_console_sink", "_progress"): "rich, for the progress line on a terminal only",
     ("_sinks", "_otlp"): "the OTLP exporters and gRPC, for OTLP sinks only",
     ("_sinks", "_rotate"): "jsonl's rotation, where exporters are checked or built",
+    (
+        "_sinks",
+        "_console",
+    ): "the console's options, where exporters are checked or built",
     ("_participant", "_render"): "the renderer, once the listener is gone",
     # The command loads what its subcommand uses, so `mptrace logs` starts fast.
     ("_cli", "_render"): "structlog's console renderer",

@@ -519,3 +519,57 @@ class TestDaemonChildren:
         ]
         assert "session ended while running" in [ev["name"] for ev in span["events"]]
         assert "process.exit.code" not in span["attributes"]
+
+
+START_METHOD_PROGRAM = """
+import multiprocessing, sys
+import mptrace
+
+def nothing():
+    pass
+
+if __name__ == "__main__":
+    if sys.argv[2] != "default":
+        multiprocessing.set_start_method(sys.argv[2])
+    with mptrace.init(exporters=[f"jsonl:{sys.argv[1]}"]):
+        p = mptrace.Process(target=nothing)  # the first of the run
+        p.start()
+        p.join(60)
+    print(multiprocessing.get_start_method())
+"""
+
+
+class TestFirstProcessStartMethod:
+    @pytest.mark.parametrize("method", ["default", *START_METHODS])
+    def test_the_first_process_knows_its_start_method(self, tmp_path, method):
+        """The first mptrace.Process of a run, before any context is resolved
+        (the default, or one set_start_method chose), says its real start
+        method on created and started and on its span (it once said '?')."""
+        import subprocess
+        import sys
+
+        script = tmp_path / "first.py"
+        script.write_text(START_METHOD_PROGRAM)
+        out = tmp_path / "run.jsonl"
+        proc = subprocess.run(
+            [sys.executable, str(script), str(out), method],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        used = proc.stdout.strip()
+        assert used in START_METHODS and (method == "default" or used == method)
+        events = read_jsonl(out)
+        said = [
+            e["start_method"]
+            for e in events
+            if e["kind"] == "lifecycle" and e["transition"] in ("created", "started")
+        ]
+        assert said == [used, used]
+        (span,) = [
+            e
+            for e in events
+            if e["kind"] == "span" and e["name"] == "process Process-1"
+        ]
+        assert span["attributes"]["mptrace.start_method"] == used

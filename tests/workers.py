@@ -808,3 +808,11 @@ def print_and_log(tag: str) -> None:
 def log_tagged(tag: str, n: int = 1) -> None:
     for i in range(n):
         log.info("tagged", extra={"tag": tag, "i": i})
+
+
+def slow_square(x: int, pause: float = 0.03) -> int:
+    """A pool task that takes *pause* seconds (its work), then fails on 13."""
+    time.sleep(pause)
+    if x == 13:
+        raise ValueError("13 is unlucky")
+    return x * x

@@ -18,6 +18,7 @@ from typing import IO
 
 import click
 
+from ._palette import Palette
 from ._reader import Event, Problems, Reader, order_files
 from ._select import KINDS, LEVELS, Selection, When, resolve_run
 from ._term import use_colours
@@ -28,8 +29,9 @@ def make_renderer(colours: bool) -> Callable[[Event, str, str], str]:
     """Render one event as the console does, given its level and message."""
     from ._render import make_console_renderer, make_span_renderer
 
-    render_log = make_console_renderer(colours)
-    render_span = make_span_renderer(colours)
+    palette = Palette()  # colours by order of appearance, as on the console
+    render_log = make_console_renderer(colours, palette)
+    render_span = make_span_renderer(colours, palette)
 
     def render(event: Event, level: str, message: str) -> str:
         kind = event.get("kind")

@@ -10,6 +10,7 @@ variable                  value                                   default
 ``MPTRACE_EXPORTERS``     as ``exporters=``, comma-separated      ``console``
 ``MPTRACE_LEVEL``         a level name or number                  ``INFO``
 ``MPTRACE_INSTRUMENT``    ``1``/``true`` or ``0``/``false``       ``1``
+``MPTRACE_CONSOLE``       the console's options (``_console``)    none
 ``OTEL_SERVICE_NAME``     the service name                        the script
 ========================  ======================================  ===========
 """

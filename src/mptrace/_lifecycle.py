@@ -180,7 +180,9 @@ def terminated(process: Any, how: str) -> None:
         return
     watch.terminated = how
     watch.span.add_event("terminated", {"mptrace.how": how})
-    _participant.send(lifecycle("terminated", process, process.pid, how=how))
+    # A pool's worker (made by _tasks._pool_worker) stopped by its pool is no news.
+    pool = {"by_pool": True} if state_of(process).parent_carrier is not None else {}
+    _participant.send(lifecycle("terminated", process, process.pid, how=how, **pool))
 
 
 def finish(watch: Watch, running_at_shutdown: bool = False) -> None:

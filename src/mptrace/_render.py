@@ -1,8 +1,9 @@
 """Rendering events as console lines, with structlog's ``ConsoleRenderer``.
 
 Each line names the process that wrote it, ``name[pid]``, in a colour of its
-own that stays the same for the life of the process. Colours are used only
-when the output is a terminal and ``NO_COLOR`` is unset.
+own that stays the same for the life of the process: from a ``Palette``
+(colours by order of appearance, a mark on a process that failed), else one
+hashed from the pid. Colours follow ``_term.use_colours``.
 
 Logs render as they were written; a finished span and a lifecycle transition
 render as one line each, in the same columns::
@@ -29,6 +30,7 @@ from structlog.dev import (
 )
 
 from . import _events
+from ._palette import FAIL_MARK, Palette
 from ._term import use_colours
 
 RESET = "\x1b[0m"
@@ -75,17 +77,20 @@ def process_colour(pid: object) -> str:
 class _ProcessColumn:
     """Formats the ``name[pid]`` column, coloured per process."""
 
-    __slots__ = ("colours",)
+    __slots__ = ("colours", "palette")
 
-    def __init__(self, colours: bool) -> None:
+    def __init__(self, colours: bool, palette: Palette | None = None) -> None:
         self.colours = colours
+        self.palette = palette
 
     def __call__(self, key: str, value: object) -> str:
         name, pid = value if isinstance(value, tuple) else ("?", value)
         text = f"{name}[{pid}]"
-        if self.colours:
-            return f"{process_colour(pid)}{text}{RESET}"
-        return text
+        if not self.colours:
+            return text
+        if self.palette is not None:
+            return self.palette.paint(pid, text)
+        return f"{process_colour(pid)}{text}{RESET}"
 
 
 def format_ts(ts_ns: object) -> str:
@@ -102,7 +107,9 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def make_console_renderer(colours: bool) -> Callable[[dict[str, Any]], str]:
+def make_console_renderer(
+    colours: bool, palette: Palette | None = None
+) -> Callable[[dict[str, Any]], str]:
     """Return a function that renders one plain event as one console entry."""
     reset = RESET if colours else ""
     styles = LEVEL_STYLES if colours else {name: "" for name in LEVEL_STYLES}
@@ -117,7 +124,7 @@ def make_console_renderer(colours: bool) -> Callable[[dict[str, Any]], str]:
             ),
         ),
         Column("level", LogLevelColumnFormatter(styles, reset_style=reset)),
-        Column("process", _ProcessColumn(colours)),
+        Column("process", _ProcessColumn(colours, palette)),
         Column(
             "logger",
             KeyValueColumnFormatter(
@@ -228,9 +235,9 @@ def span_line(event: dict[str, Any]) -> tuple[str, str]:
     return "info", f"span {name} {duration} ok"
 
 
-def make_span_renderer(colours: bool) -> Render:
+def make_span_renderer(colours: bool, palette: Palette | None = None) -> Render:
     """Return a function that renders one ``span`` event as one console line."""
-    render = make_console_renderer(colours)
+    render = make_console_renderer(colours, palette)
 
     def render_span(event: dict[str, Any]) -> str:
         level, text = span_line(event)
@@ -296,8 +303,8 @@ class LifecycleRenderer:
     here: the parent logs it as an error of its own.)
     """
 
-    def __init__(self, colours: bool) -> None:
-        self.render = make_console_renderer(colours)
+    def __init__(self, colours: bool, palette: Palette | None = None) -> None:
+        self.render = make_console_renderer(colours, palette)
         self.stopped: set[object] = set()
 
     def __call__(self, event: dict[str, Any]) -> str:
@@ -339,20 +346,25 @@ def _cell(row: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
 
 
 def _row_failed(row: dict[str, Any], key: str) -> bool:
-    """The cell shows a problem: an exit other than 0/running, or errors."""
+    """The cell shows a problem: an exit other than 0/running (or a stop the
+    program asked for, ``asked``), or errors."""
     value = row.get(key)
     if key == "exit":
-        return value is not None and str(value) not in ("0", "running")
+        ok = ("0", "running")
+        return value is not None and str(value) not in ok and not row.get("asked")
     if key == "errors":
         return isinstance(value, int) and value > 0
     return False
 
 
-def format_summary(rows: list[dict[str, Any]], colours: bool) -> str:
+def format_summary(
+    rows: list[dict[str, Any]], colours: bool, palette: Palette | None = None
+) -> str:
     """The table of every process: pid, name, exit, duration, CPU, peak RSS, errors.
 
     A missing value shows as ``-``. With colours, names wear their process's
-    colour and failed exits and error counts are red.
+    colour (the *palette*'s, with its mark on a failed one) and failed exits
+    and error counts are red.
     """
     cells = [[_cell(row, key, fmt) for _, key, fmt, _ in _COLUMNS] for row in rows]
     widths = [
@@ -368,7 +380,9 @@ def format_summary(rows: list[dict[str, Any]], colours: bool) -> str:
             padded = text.rjust(widths[i]) if right else text.ljust(widths[i])
             if colours and row is not None:
                 if key == "name":
-                    padded = f"{process_colour(row.get('pid'))}{padded}{RESET}"
+                    pid = row.get("pid")
+                    colour = palette.colour(pid) if palette else process_colour(pid)
+                    padded = f"{colour}{padded}{RESET}"
                 elif _row_failed(row, key):
                     padded = f"{LEVEL_STYLES['error']}{padded}{RESET}"
             out.append(padded)
@@ -378,5 +392,7 @@ def format_summary(rows: list[dict[str, Any]], colours: bool) -> str:
     if colours:
         header = f"{BRIGHT}{header}{RESET}"
     lines = ["mptrace: processes", "  " + header]
-    lines.extend("  " + join(line, row) for line, row in zip(cells, rows, strict=True))
+    for line, row in zip(cells, rows, strict=True):
+        failed = colours and palette is not None and palette.has_failed(row.get("pid"))
+        lines.append((FAIL_MARK if failed else "  ") + join(line, row))
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The sink registry, and the sinks that need no network: console, JSON lines, memory.
+"""The sink registry, and the sinks that need no network: JSON lines, memory.
 
 One table maps each exporter name to two functions: ``check`` runs in the
 program at ``init()`` and turns what the user wrote into a
@@ -6,7 +6,8 @@ program at ``init()`` and turns what the user wrote into a
 runs in the listener and makes the sink. ``init()``'s argument checking and
 the listener both go through this table, so a name is valid in one exactly
 when it is in the other. A name with a ``:`` whose left side is not in the
-table is a user's ``package.module:Class``.
+table is a user's ``package.module:Class``. ``_console`` and ``_rotate``
+add the entries of ``console`` and ``jsonl`` with their options.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ import importlib
 import json
 import os
 import pickle
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from . import _otel_env
 from ._events import Event, to_json
-from ._term import use_colours
 from .exceptions import ConfigurationError
 from .sinks import SinkSpec
 
@@ -30,7 +29,9 @@ if TYPE_CHECKING:
     from ._config import ListenerConfig
 
 EXPORTER_HELP = (
-    "Valid exporters are 'console', 'jsonl:PATH' (with rotation options such as "
+    "Valid exporters are 'console' (with options such as "
+    "'console?lifecycle=1&spans=1&level=warning'), 'jsonl:PATH' (with rotation "
+    "options such as "
     "'jsonl:run.jsonl?max_bytes=10MB&backups=5&compress=gz'), 'memory', 'otlp' (gRPC), "
     "'otlp+http', 'jaeger' (OTLP over gRPC to Jaeger; spans only), and your own "
     "sink class as 'package.module:Class' or mptrace.sinks.sink(Class, ...); "
@@ -43,70 +44,6 @@ EXPORTER_HELP = (
 class SinkType:
     check: Callable[[str, str | None], SinkSpec]
     build: Callable[[SinkSpec, ListenerConfig], Any]
-
-
-# -- console ------------------------------------------------------------------
-
-
-class ConsoleSink:
-    """Renders events on the listener's stderr (the program's terminal).
-
-    A log event as it was written, a finished span and a lifecycle transition
-    as one line each, and at the end the table of every process. A log event
-    the program's own logging already printed (``echoed``) is not printed again.
-    """
-
-    name = "console"
-    dropped = 0
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        from ._render import (
-            LifecycleRenderer,
-            make_console_renderer,
-            make_span_renderer,
-        )
-
-        self.stream = stream or sys.stderr
-        self.colours = use_colours(self.stream)
-        self.renderers: dict[str, Callable[[Event], str | None]] = {
-            "log": make_console_renderer(self.colours),
-            "span": make_span_renderer(self.colours),
-            "lifecycle": LifecycleRenderer(self.colours),
-        }
-
-    def export(self, events: Sequence[Event]) -> None:
-        for event in events:
-            if event.get("echoed"):  # the program's own logging printed it already
-                continue
-            render = self.renderers.get(event.get("kind", "log"))
-            line = render(event) if render is not None else None
-            if line is not None:
-                self._write(line + "\n")
-
-    def summary(self, rows: list[dict[str, Any]]) -> None:
-        """Print the table of every process (see ``_render.format_summary``)."""
-        from ._render import format_summary
-
-        if rows:
-            self._write(format_summary(rows, self.colours) + "\n")
-
-    def _write(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-        except UnicodeEncodeError:
-            data = text.encode("utf-8", "backslashreplace")
-            self.stream.flush()
-            self.stream.buffer.write(data)
-
-    def force_flush(self, timeout: float = 5.0) -> bool:
-        try:
-            self.stream.flush()
-        except (OSError, ValueError):
-            return False
-        return True
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        self.force_flush(timeout)
 
 
 # -- JSON lines and memory ----------------------------------------------------
@@ -290,7 +227,6 @@ def _build_otlp(spec: SinkSpec, cfg: ListenerConfig) -> Any:
 
 
 REGISTRY: dict[str, SinkType] = {
-    "console": SinkType(_no_target, lambda spec, cfg: ConsoleSink()),
     "jsonl": SinkType(_jsonl_path, lambda spec, cfg: JsonlSink(str(spec.target))),
     "memory": SinkType(
         _no_target, lambda spec, cfg: JsonlSink(memory_path(cfg.session_dir))
@@ -308,7 +244,7 @@ def check(spec: object) -> SinkSpec:
 
     Raises ConfigurationError, saying what is allowed.
     """
-    _register_rotation()
+    _register_options()
     if isinstance(spec, SinkSpec):
         return _check_user(spec) if spec.name not in REGISTRY else spec
     if isinstance(spec, type):
@@ -318,7 +254,10 @@ def check(spec: object) -> SinkSpec:
             f"An exporter is named by a string, not {type(spec).__name__}. "
             f"{EXPORTER_HELP}"
         )
-    name, _, target = spec.partition(":")
+    name, colon, target = spec.partition(":")
+    if "?" in name:  # options straight after the name: 'console?spans=1'
+        name, _, query = name.partition("?")
+        target = f"?{query}{colon}{target}"
     key = name.strip().lower()
     entry = REGISTRY.get(key)
     if entry is not None:
@@ -330,14 +269,15 @@ def check(spec: object) -> SinkSpec:
 
 def build(spec: SinkSpec, cfg: ListenerConfig) -> Any:
     """Make the sink *spec* names, in the listener."""
-    _register_rotation()
+    _register_options()
     entry = REGISTRY.get(spec.name)
     if entry is None:
         return build_user(spec, cfg)
     return entry.build(spec, cfg)
 
 
-def _register_rotation() -> None:
-    """``jsonl``'s options (rotation, reopening) replace its plain entry; only
-    where exporters are checked or built, so a child never imports them."""
-    from . import _rotate  # noqa: F401
+def _register_options() -> None:
+    """``console``'s and ``jsonl``'s entries, with their options, join the
+    registry only where exporters are checked or built: a child never imports
+    them."""
+    from . import _console, _rotate  # noqa: F401

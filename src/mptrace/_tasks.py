@@ -24,7 +24,7 @@ import functools
 import multiprocessing
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
 from . import _tracing
@@ -161,9 +161,11 @@ def map_async(
         if mapper is sys.modules["multiprocessing.pool"].starmapstar
         else "Pool.map"
     )
+    if not isinstance(iterable, Sized):
+        iterable = list(iterable)  # as the pool itself does, to count the items
     end = _track(pool, _SpanEnd(_start_span(tracer, name, func)))
     chunk_call = _tracing.ChunkCall(
-        mapper, _tracing.carrier(end.span), f"task {qualname(func)}"
+        mapper, _tracing.carrier(end.span), f"task {qualname(func)}", len(iterable)
     )
     try:
         result = original(
@@ -196,9 +198,9 @@ def imap(
         return original(func, iterable, chunksize)
     end = _track(pool, _SpanEnd(_start_span(tracer, name, func)))
     try:
-        inner = original(
-            _tracing.TaskCall(func, _tracing.carrier(end.span)), iterable, chunksize
-        )
+        total = len(iterable) if isinstance(iterable, Sized) else 0  # 0: unknown
+        call = _tracing.TaskCall(func, _tracing.carrier(end.span), of=total)
+        inner = original(call, iterable, chunksize)
     except BaseException as exc:
         end(exc)
         raise
@@ -238,8 +240,12 @@ def executor_map(
     tracer = session_tracer()
     if tracer is None:
         return original(fn, *iterables, **kwargs)
+    # Counted only when every iterable says its length: one may be endless
+    # (itertools.repeat beside a list), and 0 means "not known".
+    sized = [len(it) for it in iterables if isinstance(it, Sized)]
+    total = min(sized) if sized and len(sized) == len(iterables) else 0
     end = _SpanEnd(_start_span(tracer, "ProcessPoolExecutor.map", fn))
-    call = _tracing.TaskCall(fn, _tracing.carrier(end.span))
+    call = _tracing.TaskCall(fn, _tracing.carrier(end.span), of=total)
     try:
         results = original(call, *iterables, **kwargs)
     except BaseException as exc:

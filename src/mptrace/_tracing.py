@@ -152,23 +152,28 @@ def _run_task(
     carrier: dict[str, str],
     name: str,
     items: int,
+    of: int | None = None,
 ) -> Any:
-    """Call *func* as one task: a span under *carrier*'s, linked to this worker."""
+    """Call *func* as one task: a span under *carrier*'s, linked to this worker.
+
+    *of*: the items of the whole map the task is part of (0: not known), for
+    the console's progress line; None for a task of its own.
+    """
     tracer = get_tracer()
     if tracer is None:
         return func(*args)
     part = _participant.current()
     own = part.process_span_context if part is not None else None
     links = [trace.Link(own, {"mptrace.link": "worker process"})] if own else []
+    attributes: dict[str, Any] = {
+        "mptrace.span": "task",
+        "mptrace.task.items": items,
+        "process.pid": os.getpid(),
+    }
+    if of is not None:
+        attributes["mptrace.map.items"] = of
     span = tracer.start_span(
-        name,
-        context=context_of(carrier),
-        links=links,
-        attributes={
-            "mptrace.span": "task",
-            "mptrace.task.items": items,
-            "process.pid": os.getpid(),
-        },
+        name, context=context_of(carrier), links=links, attributes=attributes
     )
     return run_in_span(span, _logging_failure, name, func, *args)
 
@@ -189,21 +194,26 @@ class TaskCall:
     process span.
     """
 
-    __slots__ = ("carrier", "func", "name")
+    __slots__ = ("carrier", "func", "name", "of")
 
     def __init__(
-        self, func: Callable[..., Any], carrier: dict[str, str], name: str | None = None
+        self,
+        func: Callable[..., Any],
+        carrier: dict[str, str],
+        name: str | None = None,
+        of: int | None = None,
     ) -> None:
         self.func = func
         self.carrier = carrier
         self.name = name or f"task {qualname(func)}"
+        self.of = of  # the items of the map it is part of (see _run_task)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (TaskCall, (self.func, self.carrier, self.name))
+        return (TaskCall, (self.func, self.carrier, self.name, self.of))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         call = self.func if not kwargs else _with_kwargs(self.func, kwargs)
-        return _run_task(call, args, self.carrier, self.name, 1)
+        return _run_task(call, args, self.carrier, self.name, 1, self.of)
 
 
 def _with_kwargs(
@@ -221,22 +231,27 @@ class ChunkCall:
     exception of the item that failed. ``chunksize=1`` gives a span per item.
     """
 
-    __slots__ = ("carrier", "mapper", "name")
+    __slots__ = ("carrier", "mapper", "name", "of")
 
     def __init__(
-        self, mapper: Callable[..., Any], carrier: dict[str, str], name: str
+        self,
+        mapper: Callable[..., Any],
+        carrier: dict[str, str],
+        name: str,
+        of: int | None = None,
     ) -> None:
         self.mapper = mapper
         self.carrier = carrier
         self.name = name
+        self.of = of
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (ChunkCall, (self.mapper, self.carrier, self.name))
+        return (ChunkCall, (self.mapper, self.carrier, self.name, self.of))
 
     def __call__(self, args: tuple[Any, Any]) -> Any:
         chunk = args[1]
         items = len(chunk) if hasattr(chunk, "__len__") else 1
-        return _run_task(self.mapper, (args,), self.carrier, self.name, items)
+        return _run_task(self.mapper, (args,), self.carrier, self.name, items, self.of)
 
 
 def qualname(func: Any) -> str:
