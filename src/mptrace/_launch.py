@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 
 from ._config import ChildConfig, ListenerConfig
 from .exceptions import ConfigurationError, ListenerError
@@ -181,11 +182,35 @@ def _spawn(
         stderr=stderr,
         pass_fds=(lsock.fileno(), status_w),
         close_fds=True,
+        env=listener_env(os.environ),
     )
     assert proc.stdin is not None
     proc.stdin.write(payload)
     proc.stdin.close()
     return proc
+
+
+#: The folder of OpenTelemetry's ``sitecustomize`` that ``opentelemetry-instrument``
+#: puts on ``PYTHONPATH``.
+_AUTO_INSTRUMENTATION = os.path.join(
+    "opentelemetry", "instrumentation", "auto_instrumentation"
+)
+
+
+def listener_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The program's environment, less OpenTelemetry's auto-instrumentation.
+
+    Under ``opentelemetry-instrument`` every interpreter would configure the
+    SDK and instrument its libraries before running anything; in the listener
+    that would only cost time and could trace its own exports. The listener's
+    ``sys.path`` comes from the program on stdin, so ``PYTHONPATH`` loses nothing.
+    """
+    env = dict(environ)
+    entries = env.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [e for e in entries if not e.rstrip(os.sep).endswith(_AUTO_INSTRUMENTATION)]
+    if kept != entries:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
+    return env
 
 
 def _await(status_r: int) -> None:
