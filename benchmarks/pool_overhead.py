@@ -234,14 +234,14 @@ def count_task_spans(path: str, func: str) -> tuple[int, int]:
     Span names end with the function's qualified name: ``Pool.map
     __main__.burn`` in the parent, ``task __main__.burn`` in the workers.
     """
-    marker = f'.{func}", '.encode()
+    marker = f'.{func}"'.encode()
     map_ids: set[str] = set()
     parents: dict[str | None, int] = {}
     seen = 0
     try:
         with open(path, "rb") as file:
             for line in file:
-                if marker not in line or b'"kind": "span"' not in line:
+                if marker not in line or b'"span"' not in line:
                     continue
                 span = json.loads(line)
                 kind = span.get("attributes", {}).get("mptrace.span")

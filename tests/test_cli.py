@@ -355,3 +355,22 @@ class TestFollow:
         with open(path, "ab") as f:
             f.write(_log_line(7))
         assert next_event() == "line 7"
+
+
+class TestPrefilter:
+    @pytest.mark.parametrize(
+        "line",
+        [
+            b'{"kind":"log","ts":1,"level":"info","event":"x"}',
+            b'{"kind": "log", "ts": 1, "level": "info", "event": "x"}',
+        ],
+        ids=["compact", "spaced"],
+    )
+    def test_lines_below_the_level_are_dropped_before_decoding(self, line):
+        """The raw-line test reads compact lines (as written now) and spaced
+        ones (files of earlier versions) alike."""
+        from mptrace._reader import make_prefilter
+
+        keep = make_prefilter(frozenset({"log"}), frozenset({"debug", "info"}))
+        assert not keep(line)
+        assert keep(line.replace(b'"info"', b'"error"'))
