@@ -6,7 +6,7 @@ map), then times on the same file, best of ``--repeat`` runs:
 
 - ``mptrace logs --level error --json FILE``
 - ``jq -c 'select(.level=="error")' FILE``
-- ``grep '"level": "error"' FILE``
+- ``grep '"level":"error"' FILE``
 - ``mptrace report FILE``, with its peak RSS
 
 and prints a table and PASS/MISS for the targets: the level filter no slower
@@ -128,7 +128,7 @@ def main() -> None:
         "mptrace logs --level error --json": [*mptrace, "logs", "--level", "error",
                                               "--json", f],
         "jq -c 'select(.level==\"error\")'": [jq, "-c", 'select(.level=="error")', f],
-        "grep '\"level\": \"error\"'": [grep, '"level": "error"', f],
+        "grep '\"level\":\"error\"'": [grep, '"level":"error"', f],
         "mptrace report": [*mptrace, "report", f],
     }  # fmt: skip
     times = {name: best_time(cmd, args.repeat) for name, cmd in commands.items()}
