@@ -212,9 +212,10 @@ def make_prefilter(kinds: frozenset[str] | None, below: frozenset[str]) -> Prefi
     """A test on raw lines that is False only for lines that cannot match.
 
     mptrace writes ``{"kind":"log","ts":N,"level":"info",...`` with the kind
-    first (files of earlier versions with a space after ``:`` and ``,``); a line that starts so and ends with ``}`` is dropped when its
-    kind is not in *kinds* or its level is in *below*. Any other line is kept,
-    to be decoded and checked in full (so a broken line is still reported).
+    first (files of earlier versions have a space after ``:`` and ``,``); a
+    line that starts so and ends with ``}`` is dropped when its kind is not
+    in *kinds* or its level is in *below*. Any other line is kept, to be
+    decoded and checked in full (so a broken line is still reported).
     """
     head = re.compile(
         rb'\{"kind": ?"([a-z]+)"(?:, ?"ts": ?-?\d+, ?"level": ?"([^"\\]*)")?'
