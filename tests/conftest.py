@@ -58,6 +58,32 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line]
 
 
+def read_pty(master: int, proc: Any, timeout: float) -> bytes:
+    """Everything written to a pseudo-terminal until every writer has closed it."""
+    import errno
+    import time
+
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            proc.kill()
+            raise TimeoutError("the program did not finish")
+        if not select.select([master], [], [], left)[0]:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError as exc:  # Linux: EIO once the last writer has closed it
+            if exc.errno == errno.EIO:
+                break
+            raise
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def wait_gone(pid: int, timeout: float) -> bool:
     """Wait on a pidfd for *pid* to exit; True if it did within *timeout*."""
     try:

@@ -8,22 +8,20 @@ is read through a pipe, or through a pseudo-terminal as a person's terminal.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import read_pty
 
 from mptrace._palette import COLOURS, FAIL_MARK, Palette
 from mptrace._render import PROCESS_COLOURS, RESET, process_colour
@@ -96,30 +94,6 @@ def _env(no_color: bool) -> dict[str, str]:
     return env
 
 
-def _read_pty(master: int, proc: subprocess.Popen[bytes]) -> bytes:
-    """Everything written to the terminal until every writer has closed it."""
-    chunks = []
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            proc.kill()
-            raise TimeoutError("the script did not finish")
-        ready, _, _ = select.select([master], [], [], left)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(master, 65536)
-        except OSError as exc:  # Linux: EIO once the last slave descriptor closes
-            if exc.errno == errno.EIO:
-                break
-            raise
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def run_script(folder: Path, method: str, mode: str) -> Output:
     script = folder / "console_demo.py"
     script.write_text(SCRIPT)
@@ -142,7 +116,7 @@ def run_script(folder: Path, method: str, mode: str) -> Output:
             ) as popen:
                 os.close(slave)
                 slave = -1
-                stderr = _read_pty(master, popen)
+                stderr = read_pty(master, popen, TIMEOUT)
                 assert popen.stdout is not None
                 stdout = popen.stdout.read()
                 returncode = popen.wait(TIMEOUT)

@@ -8,18 +8,16 @@ pseudo-terminal, read as a person's terminal shows it, or a file.
 
 from __future__ import annotations
 
-import errno
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from conftest import read_pty
 
 TESTS = str(Path(__file__).resolve().parent)
 TIMEOUT = 90.0
@@ -56,28 +54,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _read_pty(master: int, proc: subprocess.Popen[bytes]) -> bytes:
-    chunks = []
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            proc.kill()
-            raise TimeoutError("the program did not finish")
-        if not select.select([master], [], [], left)[0]:
-            continue
-        try:
-            chunk = os.read(master, 65536)
-        except OSError as exc:  # Linux: EIO once the last writer has closed it
-            if exc.errno == errno.EIO:
-                break
-            raise
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def on_a_terminal(program: Path, method: str) -> str:
     master, slave = pty.openpty()
     try:
@@ -90,7 +66,7 @@ def on_a_terminal(program: Path, method: str) -> str:
         ) as proc:
             os.close(slave)
             slave = -1
-            out = _read_pty(master, proc)
+            out = read_pty(master, proc, TIMEOUT)
             assert proc.wait(TIMEOUT) == 0, out
     finally:
         os.close(master)
