@@ -816,3 +816,7 @@ def slow_square(x: int, pause: float = 0.03) -> int:
     if x == 13:
         raise ValueError("13 is unlucky")
     return x * x
+
+
+def square(x: int) -> int:
+    return x * x

@@ -11,6 +11,7 @@ variable                  value                                   default
 ``MPTRACE_LEVEL``         a level name or number                  ``INFO``
 ``MPTRACE_INSTRUMENT``    ``1``/``true`` or ``0``/``false``       ``1``
 ``MPTRACE_CONSOLE``       the console's options (``_console``)    none
+``MPTRACE_TRACES``        ``run`` or ``unit`` (as ``traces=``)    ``run``
 ``OTEL_SERVICE_NAME``     the service name                        the script
 ========================  ======================================  ===========
 """
@@ -76,3 +77,23 @@ def instrument(given: bool | None) -> bool:
         return bool(given)
     found = _from_env("MPTRACE_INSTRUMENT", _flag)
     return True if found is None else found
+
+
+TRACES = ("run", "unit")
+
+
+def _traces(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in TRACES:
+        raise ConfigurationError(
+            f"Invalid traces {raw!r}: 'run' makes the whole run one trace, "
+            "'unit' makes each top-level unit of work a trace of its own."
+        )
+    return value
+
+
+def traces(given: str | None) -> str:
+    """``traces=``, else ``MPTRACE_TRACES``, else ``run``."""
+    if given is not None:
+        return _traces(str(given))
+    return _from_env("MPTRACE_TRACES", _traces) or "run"

@@ -57,8 +57,13 @@ class RootSpan:
         self._token: object | None = None
         self._old_env: dict[str, str | None] = {}
 
-    def start(self, service_name: str, run_id: str) -> None:
-        """Open the run's span, unless the program is already inside one."""
+    def start(self, service_name: str, run_id: str, per_unit: bool = False) -> None:
+        """Open the run's span, unless the program is already inside one.
+
+        *per_unit* (``traces="unit"``): the span is not made current, so each
+        top-level unit of work (a child process, a ``Pool.map``, a top-level
+        ``@traced`` call) starts a trace of its own, linked to this span.
+        """
         tracer = _tracing.get_tracer()
         if tracer is None or trace.get_current_span().get_span_context().is_valid:
             return
@@ -67,8 +72,12 @@ class RootSpan:
             context=_tracing.context_of(carrier_from_env()),
             attributes={"mptrace.span": "run", "mptrace.run": run_id},
         )
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
         _participant.quiet[0] = self.span
+        if per_unit:
+            _linker.root = self.span
+            _linker.add_to(trace.get_tracer_provider())
+            return
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
         self._old_env = put_in_env(_tracing.carrier(self.span))
 
     def end(self) -> None:
@@ -76,9 +85,47 @@ class RootSpan:
         span, self.span = self.span, None
         if span is None:
             return
+        if _linker.root is span:
+            _linker.root = None
         token, self._token = self._token, None
         if token is not None and trace.get_current_span() is span:
             otel_context.detach(token)  # type: ignore[arg-type]
         restore_env(self._old_env)
         _participant.quiet[0] = None
         span.end()
+
+
+class _UnitLinks:
+    """A span processor: a span that starts a trace of its own (no parent)
+    gets a link to the run's span, so a backend can go from one to the other."""
+
+    def __init__(self) -> None:
+        self.root: Any = None
+        self._on: set[int] = set()  # providers it was added to
+
+    def add_to(self, provider: Any) -> None:
+        add = getattr(provider, "add_span_processor", None)
+        if add is not None and id(provider) not in self._on:
+            self._on.add(id(provider))
+            add(self)
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        root = self.root
+        if root is None or span is root or span.parent is not None:
+            return
+        span.add_link(root.get_span_context(), {"mptrace.link": "run"})
+
+    def _on_ending(self, span: Any) -> None:  # newer SDKs call it on every processor
+        pass
+
+    def on_end(self, span: Any) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_linker = _UnitLinks()

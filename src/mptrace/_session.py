@@ -73,6 +73,7 @@ class Session:
         self.runner = False
         self.instrumented = False  # by this session, which takes it out again
         self._root = _root.RootSpan()
+        self.traces = "run"  # or "unit": see init(traces=...)
 
     @property
     def address(self) -> str:
@@ -117,7 +118,8 @@ class Session:
                 self._relay.close()
             raise
         if self.child_config.tracing:
-            self._root.start(self.service_name, self.run_id)
+            per_unit = self.traces == "unit"
+            self._root.start(self.service_name, self.run_id, per_unit)
         atexit.register(self._atexit)
         return self
 
@@ -252,6 +254,7 @@ def init(
     sample_interval: float = 1.0,
     block_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
+    traces: str | None = None,
 ) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
@@ -285,6 +288,11 @@ def init(
         block_timeout: The longest a logging call waits for a listener that
             has stopped reading, before that process falls back to its stderr.
         shutdown_timeout: The longest :meth:`Session.shutdown` drains.
+        traces: ``"run"`` (the default, or ``MPTRACE_TRACES``) makes the whole
+            run one trace under a span of its own; ``"unit"`` makes each
+            top-level unit of work (a child process, a ``Pool.map``, a
+            top-level ``@traced`` call) a trace of its own, linked to the
+            run's span: for long-running services.
 
     Raises:
         ConfigurationError: A setting is not one mptrace can use.
@@ -294,6 +302,7 @@ def init(
     if joins_another(_session):
         return JoinedSession()
     instrument_ = _env.instrument(instrument)
+    traces_ = _env.traces(traces)
     listener_config = ListenerConfig(
         service_name=service_name or _otel_guest.service_name(default_service_name),
         exporters=_otel_guest.with_program_pipeline(
@@ -333,6 +342,7 @@ def init(
         session = Session(
             listener_config, dataclasses.replace(child_config, address=address)
         )
+        session.traces = traces_
         try:
             session.start()
         except BaseException:

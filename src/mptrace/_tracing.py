@@ -27,6 +27,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from . import _events, _participant
 from ._plain import exception_dict
+from ._stream import write_stderr
 from ._version import __version__
 
 SCOPE = "mptrace"
@@ -107,7 +108,10 @@ def end_span(span: Any, exc: BaseException | None) -> None:
         span.set_status(
             trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
         )
-    span.end()
+    try:
+        span.end()
+    except Exception as err:  # a span processor's failure is not the program's
+        write_stderr(f"mptrace: warning: ending span {span!r} failed: {err!r}\n")
 
 
 def step_in_span(span: Any, step: Callable[[], Any]) -> Any:
