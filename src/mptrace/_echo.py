@@ -37,6 +37,9 @@ class StderrRelay:
 
     def __init__(self, read_fd: int, target: TextIO | Any) -> None:
         self.fd = read_fd
+        # Two readers (the thread, and drain() in a flush) may both see the
+        # pipe readable; the one that comes second must not block.
+        os.set_blocking(read_fd, False)
         self.target = target
         self._lock = threading.Lock()  # one copier at a time
         self._wake_r, self._wake_w = os.pipe()
@@ -61,23 +64,33 @@ class StderrRelay:
     def _copy(self) -> bool:
         """Copy one chunk; False at the end of the pipe."""
         with self._lock:
-            try:
-                data = os.read(self.fd, 65536)
-            except OSError:
-                return False
-            if not data:
-                return False
-            try:
-                self.target.write(data.decode("utf-8", "replace"))
-                self.target.flush()
-            except Exception:  # the program's stream is gone: nowhere to say it
-                pass
+            return self._copy_held()
+
+    def _copy_held(self) -> bool:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:  # the other reader took it
             return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        try:
+            self.target.write(data.decode("utf-8", "replace"))
+            self.target.flush()
+        except Exception:  # the program's stream is gone: nowhere to say it
+            pass
+        return True
 
     def drain(self) -> None:
-        """Copy whatever the pipe holds now, without waiting for more."""
-        while select.select([self.fd], [], [], 0)[0] and self._copy():
-            pass
+        """Copy whatever the pipe holds now, without waiting for more.
+
+        Under the lock: a chunk the thread is copying is written before this
+        returns, so a flush's caller sees every line the listener wrote.
+        """
+        with self._lock:
+            while select.select([self.fd], [], [], 0)[0] and self._copy_held():
+                pass
 
     def pause(self) -> None:
         thread = self._thread
