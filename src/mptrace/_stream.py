@@ -238,7 +238,8 @@ class Stream:
         try:
             self._write_all(fd, data)
         except BrokenPipeError:
-            _signal.sigtimedwait(_PIPE_SET, 0)  # ours: take it before unblocking
+            if _take_signal is not None:  # ours: take it before unblocking
+                _take_signal(_PIPE_SET, 0)
             raise
         finally:
             _sigmask(_signal.SIG_SETMASK, old)
@@ -306,6 +307,7 @@ _RECORDS = frozenset((_events.LOG, _events.SPAN, _events.LIFECYCLE))
 _CONTROL = frozenset((_events.SHUTDOWN, _events.FLUSH))
 _getsignal = _signal.getsignal if _SIGPIPE is not None else (lambda _s: _SIG_IGN)
 _sigmask = _signal.pthread_sigmask
+_take_signal = getattr(_signal, "sigtimedwait", None)  # not on macOS
 _PIPE_SET = {_SIGPIPE} if _SIGPIPE is not None else set()
 
 
