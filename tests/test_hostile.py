@@ -149,6 +149,17 @@ class TestFloods:
         assert len(warnings) == 1, warnings
         assert "300 connections refused" in capfd.readouterr().err
 
+    def test_a_connection_closed_mid_handshake_is_said_as_such(self, jsonl):
+        """A peer that closes before its handshake (as a child terminated while
+        connecting does) is not reported as a failed authentication."""
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(session.address)
+        session.shutdown()
+        (warning,) = _own_warnings(read_jsonl(jsonl))
+        assert "was closed before its handshake finished" in warning
+        assert "authentication" not in warning
+
     @pytest.mark.parametrize("slow", [20])
     def test_slow_clients_do_not_hold_up_shutdown(self, jsonl, slow):
         """Clients that connect and never finish their handshake hold up

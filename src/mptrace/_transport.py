@@ -152,6 +152,10 @@ class Transport:
                 return
             try:
                 result: int | str = take_pipe(sock, self.authkey)
+            except (EOFError, ConnectionResetError, BrokenPipeError):
+                # Often a child that ended while connecting (a pool worker
+                # terminated): not necessarily a peer without the key.
+                result = "was closed before its handshake finished"
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
                     result = "could not be taken: out of file descriptors"
