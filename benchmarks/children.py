@@ -152,7 +152,7 @@ def main() -> None:
                 f"| {method} | {plain * 1e3:.1f} | {traced * 1e3:.1f} | {traced / plain:.2f}× |"
             )
         points = listener_memory(args.many, folder)
-    from mptrace._proctable import ROWS_KEPT
+    from mptrace._listener.proctable import ROWS_KEPT
 
     print(
         f"\n## Listener memory over {args.many} fork children (ROWS_KEPT={ROWS_KEPT})\n"

@@ -1,4 +1,18 @@
-"""The package's shape: small modules, no import cycle, the sending chain in one place."""
+"""The package's shape: a folder per side, imports one way, small modules.
+
+Each folder of ``src/mptrace`` runs on one side (its ``__init__`` says
+which); a module may import its own folder and the folders below it::
+
+    _schema  <-  _participant  <-  _instrument  <-  _session
+       ^  ^           |                                 |
+       |  '-- _render <'                                | (the sink registry,
+       |        ^                                       |  to check exporters=)
+       |        '---------  _listener  <----------------'
+       '-------------------  _cli  (--> _session.run, for `mptrace run`)
+
+The public leaves (``exceptions``, ``sinks``, ``_version``) import nothing of
+mptrace; ``processors`` only the schema.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +22,89 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "mptrace"
-MODULES = sorted(PACKAGE.glob("*.py"))
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+LEAVES = {"exceptions", "sinks", "_version"}
+
+#: What each side may import, besides itself and the leaves.
+ALLOWED = {
+    "_schema": set(),
+    "processors": {"_schema"},
+    "_render": {"_schema"},
+    "_participant": {"_schema", "_render", "processors"},
+    "_instrument": {"_schema", "_participant", "processors"},
+    "_session": {"_schema", "_participant", "_instrument", "_listener", "processors"},
+    "_listener": {"_schema", "_render", "processors"},
+    "_cli": {"_schema", "_render", "_session"},
+}
+
+#: Where one side reaches into another only through named modules.
+NARROW = {
+    ("_session", "_listener"): {"_listener.registry", "_listener.jsonl"},
+    ("_cli", "_session"): {"_session.run"},
+}
 
 #: Imports of mptrace's own modules made inside a function, each for a reason:
 #: they pull in a heavy dependency that most sessions never need.
 LAZY_ALLOWED = {
-    ("_events", "_otel_values"): "the OpenTelemetry SDK, for sinks that export",
     (
-        "_console",
-        "_console_sink",
+        "_listener.console",
+        "_listener.console_sink",
     ): "the sink, in the listener; init() needs the options",
-    ("_console_sink", "_render"): "structlog's console renderer, for the console only",
-    ("_console_sink", "_progress"): "rich, for the progress line on a terminal only",
-    ("_sinks", "_otlp"): "the OTLP exporters and gRPC, for OTLP sinks only",
-    ("_sinks", "_rotate"): "jsonl's rotation, where exporters are checked or built",
     (
-        "_sinks",
-        "_console",
-    ): "the console's options, where exporters are checked or built",
-    ("_participant", "_render"): "the renderer, once the listener is gone",
+        "_listener.console_sink",
+        "_render.lines",
+    ): "structlog's console renderer, for the console only",
+    (
+        "_listener.console_sink",
+        "_listener.progress",
+    ): "rich, for the progress line on a terminal only",
+    ("_listener.registry", "_listener.otlp"): "the OTLP exporters and gRPC",
+    (
+        "_participant.participant",
+        "_render.lines",
+    ): "the renderer, once the listener is gone",
     # The command loads what its subcommand uses, so `mptrace logs` starts fast.
-    ("_cli", "_render"): "structlog's console renderer",
-    ("_cli", "_report"): "the report",
-    ("_cli", "_report_html"): "the HTML page",
-    ("_cli", "_report_text"): "the text report",
-    ("_cli", "_timeline"): "the trace-event writer",
-    ("_cli", "_run"): "a whole session (the OpenTelemetry SDK), for `run` only",
-    ("_select", "_render"): "structlog's console renderer, for span/lifecycle text",
+    ("_cli.main", "_render.lines"): "structlog's console renderer",
+    ("_cli.main", "_cli.report"): "the report",
+    ("_cli.main", "_cli.report_html"): "the HTML page",
+    ("_cli.main", "_cli.report_text"): "the text report",
+    ("_cli.main", "_cli.timeline"): "the trace-event writer",
+    ("_cli.main", "_session.run"): "a whole session (the OpenTelemetry SDK), for `run`",
+    (
+        "_cli.selection",
+        "_render.lines",
+    ): "structlog's renderer, for span/lifecycle text",
 }
+
+
+def _name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+NAMES = {_name(p) for p in MODULES}
+
+
+def _targets(node: ast.AST) -> set[str]:
+    """The mptrace modules one import statement loads."""
+    found: set[str] = set()
+    if isinstance(node, ast.ImportFrom) and node.level:
+        raise AssertionError("mptrace's own imports are absolute")
+    if isinstance(node, ast.ImportFrom) and node.module:
+        if node.module == "mptrace" or node.module.startswith("mptrace."):
+            base = node.module.removeprefix("mptrace").removeprefix(".")
+            for alias in node.names:
+                full = f"{base}.{alias.name}" if base else alias.name
+                found.add(full if full in NAMES else base)
+    elif isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.startswith("mptrace."):
+                found.add(alias.name.removeprefix("mptrace."))
+    found.discard("")
+    return found
 
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:
@@ -43,34 +112,61 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
     tree = ast.parse(path.read_text())
     top: set[str] = set()
     lazy: set[str] = set()
-
-    def names(node: ast.AST) -> set[str]:
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                return {node.module.split(".")[0]}
-            return {a.name for a in node.names}
-        return set()
-
     for node in tree.body:
         if isinstance(node, ast.If):  # TYPE_CHECKING blocks import nothing at run time
             continue
-        top |= names(node)
+        top |= _targets(node)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for inner in ast.walk(node):
-                lazy |= names(inner)
+                lazy |= _targets(inner)
     return top, lazy
 
 
+def _side(name: str) -> str:
+    return name.split(".")[0]
+
+
+GRAPH = {_name(p): _imports(p) for p in MODULES}
+
+
 class TestLayout:
-    @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", MODULES, ids=_name)
     def test_no_module_passes_400_lines(self, path):
         """A module past ~400 lines is two modules."""
         assert len(path.read_text().splitlines()) <= 400
 
+    @pytest.mark.parametrize(
+        "folder",
+        sorted(p for p in PACKAGE.iterdir() if p.is_dir() and p.name[0] == "_"),
+    )
+    def test_every_folder_says_where_it_runs(self, folder):
+        """Each side's ``__init__`` is a docstring that says where it runs."""
+        init = folder / "__init__.py"
+        tree = ast.parse(init.read_text())
+        assert ast.get_docstring(tree), f"{folder.name}/__init__.py has no docstring"
+        assert len(tree.body) == 1, "a side's __init__ holds its docstring alone"
+
+    def test_imports_flow_one_way(self):
+        """No module imports a side its own side may not, lazily or not."""
+        wrong = []
+        for name, (top, lazy) in GRAPH.items():
+            side = _side(name)
+            if side in ("__init__", "__main__", "pytest_plugin"):
+                continue  # the public face may load anything
+            for target in top | lazy:
+                other = _side(target)
+                if other == side or target in LEAVES:
+                    continue
+                if side in LEAVES or other not in ALLOWED.get(side, set()):
+                    wrong.append(f"{name} -> {target}")
+                elif target not in NARROW.get((side, other), {target}):
+                    wrong.append(f"{name} -> {target} (only {NARROW[(side, other)]})")
+        assert not wrong, wrong
+
     def test_no_import_cycle(self):
-        """Module-level imports among mptrace's modules form no cycle."""
-        graph = {p.stem: _imports(p)[0] for p in MODULES}
+        """Imports among mptrace's modules, lazy ones too, form no cycle."""
+        graph = {name: top | lazy for name, (top, lazy) in GRAPH.items()}
         done: set[str] = set()
 
         def visit(node: str, path: list[str]) -> None:
@@ -88,9 +184,21 @@ class TestLayout:
     def test_lazy_imports_only_for_heavy_dependencies(self):
         """A function-level import of an mptrace module is one of the listed few."""
         found = {
-            (p.stem, mod)
-            for p in MODULES
-            for mod in _imports(p)[1]
-            if mod not in ("__init__",)
+            (name, target)
+            for name, (top, lazy) in GRAPH.items()
+            for target in lazy - top
+            if _side(name) not in ("__init__", "pytest_plugin")
         }
         assert found <= set(LAZY_ALLOWED), found - set(LAZY_ALLOWED)
+
+    def test_a_child_loads_no_listener_session_or_command_code(self):
+        """What a spawned child imports to join reaches none of the other sides."""
+        seen: set[str] = set()
+        todo = ["_instrument.process", "_instrument.pool", "_instrument.traced"]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo.extend(GRAPH[name][0])
+        assert not {n for n in seen if _side(n) in ("_listener", "_session", "_cli")}

@@ -112,7 +112,7 @@ def log_into_a_dying_listener(ready, stopped, written, killed, count, err_path) 
 def log_while_the_listener_is_full(tried, freed, err_path: str) -> None:
     """Log while the listener has no descriptor to spare, then until the
     stream is back once it has (the stream tries again on its own clock)."""
-    from mptrace import _participant
+    from mptrace._participant import participant as _participant
 
     stderr_to(err_path)
     log.info("while full")

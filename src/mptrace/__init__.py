@@ -16,37 +16,43 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
-from .exceptions import ConfigurationError, ListenerError, MptraceError
+from mptrace._version import __version__
+from mptrace.exceptions import ConfigurationError, ListenerError, MptraceError
 
 TYPE_CHECKING = False  # typing itself costs an import mptrace need not pay
 if TYPE_CHECKING:
     from typing import Any
 
-    from . import sinks
-    from ._instrument import instrument, uninstrument
-    from ._joined import JoinedSession
-    from ._pool import Pool, ProcessPoolExecutor, get_context
-    from ._process import Process
-    from ._session import Session, get_logger, get_session, init, shutdown
-    from ._traced import traced
+    from mptrace import sinks
+    from mptrace._instrument.pool import Pool, ProcessPoolExecutor, get_context
+    from mptrace._instrument.process import Process
+    from mptrace._instrument.stdlib import instrument, uninstrument
+    from mptrace._instrument.traced import traced
+    from mptrace._session.joined import JoinedSession
+    from mptrace._session.session import (
+        Session,
+        get_logger,
+        get_session,
+        init,
+        shutdown,
+    )
 
 #: Where each public name lives.
 _HOMES = {
     "sinks": "",
-    "instrument": "_instrument",
-    "uninstrument": "_instrument",
-    "JoinedSession": "_joined",
-    "Pool": "_pool",
-    "ProcessPoolExecutor": "_pool",
-    "get_context": "_pool",
-    "Process": "_process",
-    "Session": "_session",
-    "get_logger": "_session",
-    "get_session": "_session",
-    "init": "_session",
-    "shutdown": "_session",
-    "traced": "_traced",
+    "instrument": "_instrument.stdlib",
+    "uninstrument": "_instrument.stdlib",
+    "JoinedSession": "_session.joined",
+    "Pool": "_instrument.pool",
+    "ProcessPoolExecutor": "_instrument.pool",
+    "get_context": "_instrument.pool",
+    "Process": "_instrument.process",
+    "Session": "_session.session",
+    "get_logger": "_session.session",
+    "get_session": "_session.session",
+    "init": "_session.session",
+    "shutdown": "_session.session",
+    "traced": "_instrument.traced",
 }
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ._events import STRUCTURE_KEYS
+from mptrace._schema.events import STRUCTURE_KEYS
 
 __all__ = ["DEFAULT_SECRET_KEYS", "Redact"]
 

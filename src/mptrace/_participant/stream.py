@@ -1,0 +1,384 @@
+"""Transport, sending side: this process's own pipe to the listener.
+
+Every participating process owns one stream::
+
+    connect and authenticate (``_schema.handshake``) ──▶ hand over a pipe's read end
+    pipe: hello, frame, frame, ... ──▶ EOF: the process is gone
+
+The socket is only the door: records travel through the pipe because a pipe
+write costs a quarter of an ``AF_UNIX`` send on Linux (measured ~1 µs against
+~4.5 µs for a 150-byte record), and that call is on every logging call's path.
+
+``Stream.send`` numbers an event, encodes it (``_schema.events.encode``) and writes
+it before it returns, so a process that then calls ``os._exit``, is
+SIGKILLed or segfaults loses nothing it already sent. No lock is shared with
+another process. When the listener is gone (or stops reading for longer than
+``block_timeout`` seconds), the stream says so once on stderr and hands
+later events to its *fallback* (the participant renders them on stderr)
+until it can reach the listener again: nothing is dropped and nothing blocks.
+What a dead listener never read from the pipe is counted, exactly, and said.
+A program that restored SIGPIPE's default action does not die of a dead
+listener: the write is made with SIGPIPE blocked.
+
+A send that starts while this thread is already inside ``send`` (a signal
+handler that logs, a ``__repr__`` that logs while its record is encoded) is
+queued and written right after the outer one: it never waits on a lock its
+own thread holds.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # the C module: no enum wrapping
+import array
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+
+from mptrace._participant.plain import safe_repr
+from mptrace._schema import events as _events
+from mptrace._schema.events import Event
+from mptrace._schema.handshake import ListenerBusy, open_pipe
+
+#: After the listener was lost, the first try to reach it again waits this
+#: long; each failed try doubles the wait, up to RETRY_MAX.
+RETRY_AFTER = 0.5
+RETRY_MAX = 30.0
+#: Where the last RING records ended in the pipe: enough to count, exactly,
+#: the records still in a full pipe when its reader died.
+RING = 4096
+#: How long a first connection may wait for a listener that says it is busy
+#: (a flood of connections, no descriptor to spare) before falling back.
+BUSY_WAIT = 2.0
+
+_SIGPIPE = getattr(_signal, "SIGPIPE", None)
+_SIG_IGN = _signal.SIG_IGN
+
+
+# -- the stream -----------------------------------------------------------------
+
+
+class Stream:
+    """This process's connection to the listener at *address*.
+
+    *hello* is the first event of every connection (who is writing);
+    *fallback* takes each event the listener could not. After the listener
+    is lost (gone, or stalled past *block_timeout*) the stream tries to reach
+    it again, at the next event once RETRY_AFTER seconds have passed (then
+    twice as long after each failed try), so a listener that comes back gets
+    its streams back.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        authkey: bytes,
+        block_timeout: float,
+        hello: Callable[[], Event],
+        fallback: Callable[[Event], None],
+    ) -> None:
+        self.address = address
+        self.authkey = authkey
+        self.block_timeout = block_timeout
+        self.hello = hello
+        self.fallback = fallback
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.RLock()
+        self._busy = False  # this thread is inside send (under _lock)
+        self._pending: list[Event] = []
+        self._fd: int | None = None
+        self._failed = False
+        self._retry_at = 0.0
+        self._retry_wait = RETRY_AFTER
+        self._seq = 0
+        self.fallback_count = 0  # events handed to the fallback
+        self.lost_count = 0  # events written to a pipe the listener never read
+        self._written = 0  # bytes written into the current pipe
+        self._ends = array.array("Q", bytes(8 * RING))  # _written after seq % RING
+
+    def after_fork_in_child(self) -> None:
+        """The inherited pipe is the parent's: close our copy, start afresh."""
+        fd = self._fd
+        self._reset()
+        if fd is not None:
+            try:
+                os.close(fd)  # our descriptor only; the parent's stays open
+            except OSError:
+                pass
+
+    @property
+    def failed(self) -> bool:
+        """True while this process's events go to its fallback."""
+        return self._failed
+
+    def close(self) -> None:
+        """Close the stream; the listener sees EOF. Idempotent.
+
+        A pipe whose reader is gone still holds what the listener never read:
+        it is counted in ``lost_count`` and said on stderr.
+        """
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                if _reader_gone(fd):
+                    self._count_unread(fd, "at exit")
+                try:
+                    os.close(fd)
+                except OSError:  # pragma: no cover
+                    pass
+
+    def report(self) -> None:
+        """Say on stderr what of this process's events the exporters missed."""
+        said = []
+        if self.fallback_count:
+            n = self.fallback_count
+            said.append(f"{n} event{'' if n == 1 else 's'} went to its stderr")
+        if self.lost_count:
+            said.append(f"{self.lost_count} were lost with a listener that died")
+        if said:
+            write_stderr(
+                f"mptrace: of this process's events, {' and '.join(said)}; "
+                "the exporters did not get them.\n"
+            )
+
+    # -- the hot path -----------------------------------------------------
+
+    def send(self, event: Event) -> None:
+        """Deliver *event* (a plain dict) or hand it to the fallback. Never raises."""
+        with self._lock:
+            if self._busy:  # re-entered from this very thread: after the outer one
+                self._pending.append(event)
+                return
+            self._busy = True
+            try:
+                self._send(event)
+                while self._pending:
+                    self._send(self._pending.pop(0))
+            finally:
+                self._busy = False
+
+    def _send(self, event: Event) -> None:
+        self._seq += 1
+        seq = event["seq"] = self._seq
+        if self._fd is None:
+            self._reach(event.get("kind") in _CONTROL)
+        fd = self._fd
+        if fd is not None:
+            data = _encode(event)
+            try:
+                if _getsignal(_SIGPIPE) == _SIG_IGN:
+                    self._write_all(fd, data)
+                else:
+                    self._write_masked(fd, data)
+                self._written += len(data)
+                self._ends[seq % RING] = self._written
+                return
+            except (BlockingIOError, TimeoutError):
+                self._fail(f"the listener accepted nothing for {self.block_timeout} s")
+            except OSError as exc:
+                if isinstance(exc, BrokenPipeError):
+                    self._count_unread(fd, "when it was found gone")
+                self._fail(f"the listener is gone ({exc.__class__.__name__})")
+        if event.get("kind") in _RECORDS:
+            self.fallback_count += 1
+            self.fallback(event)
+
+    def _reach(self, now: bool) -> None:
+        """Connect, or after a failure try again when it is time (or *now*)."""
+        if self._failed and not now and time.monotonic() < self._retry_at:
+            return
+        try:
+            self._connect()
+        except Exception as exc:
+            if not self._failed:
+                self._fail(f"cannot reach the listener at {self.address}: {exc!r}")
+            else:
+                self._retry_wait = min(self._retry_wait * 2, RETRY_MAX)
+                self._retry_at = time.monotonic() + self._retry_wait
+            return
+        if self._failed:
+            self._failed = False
+            self._retry_wait = RETRY_AFTER
+            write_stderr(
+                f"mptrace: the listener is back; process {os.getpid()} sends to "
+                f"it again ({self.fallback_count} events went to its stderr).\n"
+            )
+
+    def _connect(self) -> None:
+        deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
+        pause = 0.01
+        while True:
+            try:
+                fd = open_pipe(self.address, self.authkey, self.block_timeout)
+                break
+            except (
+                ListenerBusy
+            ):  # a flood or no descriptors: wait a little, within bounds
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+        try:
+            hello = self.hello()
+            hello["seq"] = self._seq - 1  # the next frame follows without a gap
+            self._write_all(fd, _events.encode(hello))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._written = 0
+
+    def _write_masked(self, fd: int, data: bytes) -> None:
+        """Write with SIGPIPE blocked: a program that restored SIGPIPE's default
+        (command-line tools do) must not die because the listener did."""
+        old = _sigmask(_signal.SIG_BLOCK, _PIPE_SET)
+        try:
+            self._write_all(fd, data)
+        except BrokenPipeError:
+            if _take_signal is not None:  # ours: take it before unblocking
+                _take_signal(_PIPE_SET, 0)
+            raise
+        finally:
+            _sigmask(_signal.SIG_SETMASK, old)
+
+    def _write_all(self, fd: int, data: bytes) -> None:
+        """Write *data* whole, waiting at most ``block_timeout`` in total."""
+        try:
+            written = os.write(fd, data)  # nearly always the whole record
+        except BlockingIOError:
+            written = 0
+        if written == len(data):
+            return
+        deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
+        view = memoryview(data)[written:]
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            poller.poll(remaining * 1000)
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                pass
+
+    def _count_unread(self, fd: int, when: str) -> None:
+        """Count the records still in a pipe whose reader died, and say so."""
+        unread = _unread_bytes(fd)
+        if unread <= 0:
+            return
+        start = self._written - unread  # the records ending past it were not read
+        lost, seq = 0, self._seq - 1
+        while seq > 0 and lost < RING and self._ends[seq % RING] > start:
+            lost += 1
+            seq -= 1
+        self.lost_count += lost
+        write_stderr(
+            f"mptrace: warning: the listener died before reading {lost} record"
+            f"{'' if lost == 1 else 's'} ({unread} bytes) process {os.getpid()} "
+            f"had sent it ({when}); they are lost.\n"
+        )
+
+    def _fail(self, why: str) -> None:
+        """Hand events to the fallback until the listener can be reached again."""
+        first = not self._failed
+        self._failed = True
+        self._retry_at = time.monotonic() + self._retry_wait
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover
+                pass
+        if first:
+            write_stderr(
+                f"mptrace: warning: {why}; process {os.getpid()} writes its "
+                "records to its own stderr until it can reach the listener again.\n"
+            )
+
+
+_RECORDS = frozenset((_events.LOG, _events.SPAN, _events.LIFECYCLE))
+#: Events that try to reach a lost listener at once: the end of a session,
+#: a flush someone waits for.
+_CONTROL = frozenset((_events.SHUTDOWN, _events.FLUSH))
+_getsignal = _signal.getsignal if _SIGPIPE is not None else (lambda _s: _SIG_IGN)
+_sigmask = _signal.pthread_sigmask
+_take_signal = getattr(_signal, "sigtimedwait", None)  # not on macOS
+_PIPE_SET = {_SIGPIPE} if _SIGPIPE is not None else set()
+
+
+def _reader_gone(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(ev & select.POLLERR for _, ev in poller.poll(0))
+
+
+def _unread_bytes(fd: int) -> int:
+    """Bytes a pipe still holds (Linux reads this from either end)."""
+    try:
+        import fcntl
+        import termios
+
+        buf = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+        return buf[0]
+    except (ImportError, OSError):
+        return 0
+
+
+def _encode(event: Event) -> bytes:
+    try:
+        data = _events.encode(event)
+    except Exception as exc:  # the last safety net: values are plain already
+        safe = {
+            k: v if type(v) in (int, str) else safe_repr(v) for k, v in event.items()
+        }
+        safe["mptrace_error"] = f"event could not be encoded: {safe_repr(exc)}"
+        data = _events.encode(safe)
+    if len(data) - 4 > _events.MAX_FRAME:
+        data = _events.encode(_cut(event, len(data)))
+    return data
+
+
+#: Of an event too big for one frame, each string of mptrace's own keys keeps
+#: this many characters; the program's fields are dropped.
+_CUT_CHARS = 64 * 1024
+
+
+def _cut(event: Event, size: int) -> Event:
+    """An event too big for one frame, as one that fits and says so."""
+    cut: Event = {}
+    for key in _events.STRUCTURE_KEYS & event.keys():
+        value = event[key]
+        if type(value) is dict:  # an exception: its type, message, traceback
+            cut[key] = {str(k): _short(v) for k, v in list(value.items())[:16]}
+        else:
+            cut[key] = _short(value)
+    dropped = sorted(str(k) for k in event.keys() - _events.STRUCTURE_KEYS)
+    cut["mptrace_error"] = (
+        f"event of {size} bytes exceeds the {_events.MAX_FRAME} a frame holds; "
+        f"cut, without its fields {', '.join(dropped)[:_CUT_CHARS]}"
+    )
+    return cut
+
+
+def _short(value: object) -> object:
+    if type(value) in (int, float, bool, type(None)):
+        return value
+    text = value if type(value) is str else safe_repr(value)
+    return text[:_CUT_CHARS]
+
+
+def write_stderr(text: str) -> None:
+    """Write to fd 2 with ``os.write``: no buffer lock that a fork could leave held."""
+    data = text.encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            written = os.write(2, data)
+            data = data[written:]
+    except OSError:
+        pass

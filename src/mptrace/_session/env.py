@@ -1,0 +1,99 @@
+"""Configuration from the environment, for the runners and ``init()`` alike.
+
+An argument given to ``init()`` (or an option of ``mptrace run``) wins; an
+argument left out is read from its variable, then takes its default. A bad
+value fails at once, naming the variable.
+
+========================  ======================================  ===========
+variable                  value                                   default
+========================  ======================================  ===========
+``MPTRACE_EXPORTERS``     as ``exporters=``, comma-separated      ``console``
+``MPTRACE_LEVEL``         a level name or number                  ``INFO``
+``MPTRACE_INSTRUMENT``    ``1``/``true`` or ``0``/``false``       ``1``
+``MPTRACE_CONSOLE``       the console's options (``_listener.console``)    none
+``MPTRACE_TRACES``        ``run`` or ``unit`` (as ``traces=``)    ``run``
+``OTEL_SERVICE_NAME``     the service name                        the script
+========================  ======================================  ===========
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mptrace._session.options import parse_exporters, parse_level
+from mptrace.exceptions import ConfigurationError
+from mptrace.sinks import SinkSpec
+
+T = TypeVar("T")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _from_env(name: str, parse: Callable[[str], T]) -> T | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"The environment variable {name}={raw!r}: {exc}"
+        ) from None
+
+
+def _exporters(raw: str) -> tuple[SinkSpec, ...]:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    return parse_exporters(items)
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ConfigurationError("Valid values are 1, true, yes, on or 0, false, no, off.")
+
+
+def exporters(given: Any) -> tuple[SinkSpec, ...]:
+    """``exporters=``, else ``MPTRACE_EXPORTERS``, else the console."""
+    if given is not None:
+        return parse_exporters(given)
+    return _from_env("MPTRACE_EXPORTERS", _exporters) or parse_exporters("console")
+
+
+def level(given: Any) -> int:
+    """``level=``, else ``MPTRACE_LEVEL``, else INFO."""
+    if given is not None:
+        return parse_level(given)
+    found = _from_env("MPTRACE_LEVEL", parse_level)
+    return parse_level("INFO") if found is None else found
+
+
+def instrument(given: bool | None) -> bool:
+    """``instrument=``, else ``MPTRACE_INSTRUMENT``, else on."""
+    if given is not None:
+        return bool(given)
+    found = _from_env("MPTRACE_INSTRUMENT", _flag)
+    return True if found is None else found
+
+
+TRACES = ("run", "unit")
+
+
+def _traces(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in TRACES:
+        raise ConfigurationError(
+            f"Invalid traces {raw!r}: 'run' makes the whole run one trace, "
+            "'unit' makes each top-level unit of work a trace of its own."
+        )
+    return value
+
+
+def traces(given: str | None) -> str:
+    """``traces=``, else ``MPTRACE_TRACES``, else ``run``."""
+    if given is not None:
+        return _traces(str(given))
+    return _from_env("MPTRACE_TRACES", _traces) or "run"

@@ -1,0 +1,235 @@
+"""Starting the listener process: its socket, its interpreter, its first answer.
+
+``init()`` binds the session's ``AF_UNIX`` socket in a private 0700 folder,
+then starts ``python -c ...`` with the listening socket and a status pipe as
+inherited descriptors and its configuration on stdin (the key is never on a
+command line). A fresh interpreter is what the spawn start method gives,
+without its one surprise: spawn re-imports the program's ``__main__``, and a
+script whose ``init()`` is not under a main guard would start listeners
+without end. The listener answers ``ok`` on the status pipe, or why not.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+
+from mptrace._schema.config import ChildConfig, ListenerConfig
+from mptrace.exceptions import ConfigurationError, ListenerError
+
+#: Seconds ``init`` waits for the listener to say it is ready.
+LISTENER_START_TIMEOUT = 60.0
+#: The folder that holds the ``mptrace`` package, for the listener's ``sys.path``.
+_PACKAGE_PARENT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
+
+
+#: A session folder whose owner is dead is removed by the next session once
+#: it is this many seconds old (its listener drains for a few seconds at most).
+STALE_AFTER = 30.0
+
+
+def make_dir() -> str:
+    """A new private folder for one session (mode 0700), named after its owner.
+
+    Folders left by sessions whose whole process group was SIGKILLed (nothing
+    ran to remove them) are removed first.
+    """
+    base = tempfile.gettempdir()
+    if len(base) > 60:  # AF_UNIX paths are limited to ~100 bytes
+        base = "/tmp"
+    _sweep(base)
+    return tempfile.mkdtemp(prefix=f"mptrace-{os.getpid()}-", dir=base)
+
+
+def _sweep(base: str) -> None:
+    uid = os.getuid()
+    now = time.time()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        parts = entry.name.split("-")
+        if len(parts) != 3 or parts[0] != "mptrace" or not parts[1].isdigit():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (
+            info.st_uid != uid
+            or not stat.S_ISDIR(info.st_mode)
+            or now - info.st_mtime < STALE_AFTER
+            or _alive(int(parts[1]))
+        ):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def start_listener(
+    cfg: ListenerConfig, child: ChildConfig, stderr: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the listener; return it and the read end of its status pipe,
+    on which :func:`confirm` waits for its answer.
+
+    *stderr* is a file descriptor for the listener's stderr (the program's
+    own when None).
+    """
+    lsock = _bind(child.address)
+    status_r, status_w = os.pipe()
+    try:
+        proc = _spawn(cfg, child.authkey, lsock, status_w, stderr)
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        lsock.close()
+        os.close(status_w)
+    return proc, status_r
+
+
+def confirm(proc: subprocess.Popen[bytes], status_r: int) -> None:
+    """Wait for the listener's ``ok``; kill it and raise if it does not come.
+
+    Called as late as ``init()`` can: the program's own set-up runs while the
+    listener's interpreter starts.
+    """
+    try:
+        _await(status_r)
+    except BaseException:
+        kill(proc)
+        os.close(status_r)
+        raise
+
+
+def wait(proc: subprocess.Popen[bytes], bound: float) -> None:
+    """Wait *bound* seconds for the listener to stop, then kill it, saying so.
+
+    On a pidfd where there is one: ``Popen.wait(timeout)`` polls with sleeps
+    that add up to ~15 ms past the listener's exit.
+    """
+    try:
+        _exited(proc.pid, bound)
+        proc.wait(bound)
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(
+            f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
+            "killed it.\n"
+        )
+        kill(proc)
+
+
+def _exited(pid: int, bound: float) -> None:
+    """Block until *pid* exits or *bound* seconds pass (a pidfd, where there is one)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return  # Popen.wait does it
+    try:
+        select.select([fd], [], [], bound)
+    finally:
+        os.close(fd)
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _bind(path: str) -> socket.socket:
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(path)
+    os.chmod(path, 0o600)
+    lsock.listen(1024)
+    return lsock
+
+
+def _spawn(
+    cfg: ListenerConfig,
+    authkey: bytes,
+    lsock: socket.socket,
+    status_w: int,
+    stderr: int | None = None,
+) -> subprocess.Popen[bytes]:
+    inner = pickle.dumps((cfg, authkey))
+    payload = pickle.dumps((list(sys.path), inner))
+    code = (
+        f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+        "from mptrace._listener.main import bootstrap; bootstrap()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(lsock.fileno()), str(status_w)],
+        stdin=subprocess.PIPE,
+        stderr=stderr,
+        pass_fds=(lsock.fileno(), status_w),
+        close_fds=True,
+        env=listener_env(os.environ),
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(payload)
+    proc.stdin.close()
+    return proc
+
+
+#: The folder of OpenTelemetry's ``sitecustomize`` that ``opentelemetry-instrument``
+#: puts on ``PYTHONPATH``.
+_AUTO_INSTRUMENTATION = os.path.join(
+    "opentelemetry", "instrumentation", "auto_instrumentation"
+)
+
+
+def listener_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The program's environment, less OpenTelemetry's auto-instrumentation.
+
+    Under ``opentelemetry-instrument`` every interpreter would configure the
+    SDK and instrument its libraries before running anything; in the listener
+    that would only cost time and could trace its own exports. The listener's
+    ``sys.path`` comes from the program on stdin, so ``PYTHONPATH`` loses nothing.
+    """
+    env = dict(environ)
+    entries = env.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [e for e in entries if not e.rstrip(os.sep).endswith(_AUTO_INSTRUMENTATION)]
+    if kept != entries:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
+    return env
+
+
+def _await(status_r: int) -> None:
+    answer = b""
+    ready = True
+    while not answer.endswith(b"\n"):
+        ready = bool(select.select([status_r], [], [], LISTENER_START_TIMEOUT)[0])
+        chunk = os.read(status_r, 65536) if ready else b""
+        if not chunk:
+            break
+        answer += chunk
+    if answer == b"ok\n":
+        return
+    why = answer.decode("utf-8", "replace") or "it said nothing"
+    if why.startswith("config:"):
+        raise ConfigurationError(why.partition(": ")[2] or why)
+    if not ready:
+        why = f"it did not answer within {LISTENER_START_TIMEOUT:.0f} s"
+    raise ListenerError(f"The mptrace listener process did not start: {why}")

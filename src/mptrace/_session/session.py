@@ -1,0 +1,385 @@
+"""The public API: starting a session's listener, and shutting it down.
+
+One process owns a session: the one that called :func:`init`. It starts the
+listener, and every process that participates (the owner, its children through
+``mptrace.Process`` and contexts, and forked children of any of them) sends
+its events there through a participant of its own (``_participant.participant``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import os
+import secrets
+import select
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mptrace._instrument import root as _root
+from mptrace._instrument import stdlib as _instrument
+from mptrace._listener.jsonl import read_memory
+from mptrace._participant import otel_guest as _otel_guest
+from mptrace._participant import participant as _participant
+from mptrace._schema.config import ChildConfig, ListenerConfig
+from mptrace._schema.events import FLUSH, SHUTDOWN
+from mptrace._session import echo as _echo
+from mptrace._session import env as _env
+from mptrace._session import exit as _exit
+from mptrace._session import launch as _launch
+from mptrace._session.joined import JoinedSession, joins_another
+from mptrace._session.options import (
+    check_processors,
+    default_service_name,
+    parse_timeout,
+    redact_keys,
+)
+from mptrace._session.preload import preload_in_forkserver
+from mptrace.exceptions import MptraceError
+from mptrace.sinks import SinkSpec
+
+#: Seconds beyond ``shutdown_timeout`` that shutdown gives the listener to hand
+#: what is queued to its exporters (``_listener.otlp.FLUSH_LIMIT`` plus a margin).
+_EXPORT_GRACE = 7.0
+
+_lock = threading.RLock()
+_session: Session | None = None
+
+
+class Session:
+    """A running mptrace session; returned by :func:`mptrace.init`.
+
+    Use it as a context manager to shut down at the end of the block::
+
+        with mptrace.init(exporters=["console", "jsonl:run.jsonl"]):
+            main()
+    """
+
+    def __init__(
+        self, listener_config: ListenerConfig, child_config: ChildConfig
+    ) -> None:
+        self.listener_config = listener_config
+        self.child_config = child_config
+        self.service_name = listener_config.service_name
+        self.owner_pid = os.getpid()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._status: int | None = None  # the listener's answers: "ok", then flush acks
+        self._started = False
+        self._closed = False
+        self._events: list[dict[str, Any]] | None = None
+        self._relay: _echo.StderrRelay | None = None
+        #: Started by ``mptrace run``: the program's own init() joins it.
+        self.runner = False
+        self.instrumented = False  # by this session, which takes it out again
+        self._root = _root.RootSpan()
+        self.traces = "run"  # or "unit": see init(traces=...)
+
+    @property
+    def address(self) -> str:
+        """Path of the funnel's socket."""
+        return self.child_config.address
+
+    @property
+    def run_id(self) -> str:
+        """This run's id: on every event as ``run``, and ``service.instance.id``."""
+        return self.child_config.session_id
+
+    @property
+    def listener_pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def active(self) -> bool:
+        return self._proc is not None and not self._closed
+
+    # -- start ---------------------------------------------------------------
+
+    def start(self) -> Session:
+        """Start the listener and join it. Idempotent: a second call does nothing."""
+        with _lock:
+            if self._started:
+                return self
+            self._started = True
+        # Where sys.stderr is not fd 2, the listener's stderr is brought to it.
+        self._relay, (proc, status) = _echo.start_with_relay(
+            lambda fd: _launch.start_listener(
+                self.listener_config, self.child_config, fd
+            )
+        )
+        self._proc, self._status = proc, status
+        # The listener's interpreter starts while this process sets itself up.
+        part = _participant.join(self.child_config, owner=True)
+        try:
+            _launch.confirm(proc, status)
+        except BaseException:
+            _participant.leave(part)
+            if self._relay is not None:
+                self._relay.close()
+            raise
+        if self.child_config.tracing:
+            per_unit = self.traces == "unit"
+            self._root.start(self.service_name, self.run_id, per_unit)
+        atexit.register(self._atexit)
+        return self
+
+    # -- while it runs ---------------------------------------------------------
+
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        """Have the listener read what every stream holds and flush every sink.
+
+        Returns True once it has, False if *timeout* seconds passed first or
+        the session is not running.
+        """
+        part = _participant.current()
+        status = self._status
+        if not self.active or part is None or status is None:
+            return False
+        part.send({"kind": FLUSH, "process": "MainProcess"})
+        if part.stream.failed:  # it tried the listener again, in vain
+            return False
+        if not select.select([status], [], [], timeout)[0]:
+            return False
+        flushed = os.read(status, 1) == b"f"
+        if self._relay is not None:
+            self._relay.drain()
+        return flushed
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event the ``memory`` exporter received, as dicts, in order.
+
+        During the session it flushes first; after shutdown it gives what was
+        kept. Empty when ``"memory"`` is not among the exporters.
+        """
+        if self._events is not None:
+            return list(self._events)
+        if self.active:
+            self.force_flush()
+        return read_memory(self.listener_config.session_dir)
+
+    # -- shutdown ------------------------------------------------------------
+
+    def _atexit(self) -> None:
+        if os.getpid() != self.owner_pid:
+            return
+        # Python joins non-daemon children after atexit handlers, once its
+        # own hook has stopped managers and pools; do both first, so that what
+        # the children log until they end still reaches the listener.
+        _exit.finalise_stdlib()
+        bound = self.listener_config.shutdown_timeout
+        _exit.say_still_running(_exit.wait_children(bound, servers=True), bound)
+        self.shutdown()
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Drain every stream, flush every exporter, stop the listener.
+
+        Idempotent; in any process but the owner it does nothing. Returns
+        within *timeout* seconds (default: the session's ``shutdown_timeout``)
+        plus ``_EXPORT_GRACE`` (7 s) for the exporters at the most: a listener
+        that takes longer is killed.
+        """
+        global _session
+        if os.getpid() != self.owner_pid:
+            return
+        with _lock:
+            if self._closed or not self._started:
+                return
+            self._closed = True
+            atexit.unregister(self._atexit)
+        limit = self.listener_config.shutdown_timeout if timeout is None else timeout
+        part = _participant.current()
+        if part is not None:
+            part.stop_monitor()  # exits seen, spans of children still running closed
+            _exit.report_strangers()
+            self._root.end()
+            # Sent even after a fallback: the stream tries the listener again.
+            part.send({"kind": SHUTDOWN, "process": "MainProcess"})
+        if self._proc is not None:
+            _launch.wait(self._proc, limit + _EXPORT_GRACE)
+        self._close_relay()
+        if part is not None:
+            _participant.leave(part)
+            part.stream.report()
+        if self.instrumented:
+            _instrument.uninstrument()
+        with _lock:
+            if _session is self:
+                _session = None
+        self._events = read_memory(self.listener_config.session_dir)
+        self._close_status()
+        self._remove_dir()
+
+    def _close_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.close()
+
+    def _close_status(self) -> None:
+        status, self._status = self._status, None
+        if status is not None:
+            os.close(status)
+
+    def _remove_dir(self) -> None:
+        shutil.rmtree(self.listener_config.session_dir, ignore_errors=True)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Children the program started and did not join still log: wait for
+        # them (not for a manager or an executor, which outlive the block).
+        if os.getpid() == self.owner_pid and self.active:
+            bound = self.listener_config.shutdown_timeout
+            _exit.say_still_running(_exit.wait_children(bound, servers=False), bound)
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "active"
+        return (
+            f"<mptrace.Session {self.service_name!r} {state} "
+            f"listener pid={self.listener_pid}>"
+        )
+
+
+def init(
+    service_name: str | None = None,
+    exporters: Iterable[str | SinkSpec] | str | None = None,
+    level: int | str | None = None,
+    *,
+    instrument: bool | None = None,
+    redact: Iterable[str] | bool = True,
+    processors: Iterable[Callable[..., Any]] | None = None,
+    structlog: bool = True,
+    tracing: bool = True,
+    sample_interval: float = 1.0,
+    block_timeout: float = 10.0,
+    shutdown_timeout: float = 10.0,
+    traces: str | None = None,
+) -> Session | JoinedSession:
+    """Start a session: one listener process, and this process funnelling into it.
+
+    An argument left out is read from the environment (``MPTRACE_EXPORTERS``,
+    ``MPTRACE_LEVEL``, ``MPTRACE_INSTRUMENT``, ``OTEL_SERVICE_NAME``).
+
+    Args:
+        service_name: Names the program in traces; defaults to
+            ``OTEL_SERVICE_NAME`` or the script's name.
+        exporters: Where events go: ``"console"`` (the default),
+            ``"jsonl:PATH"``, ``"memory"`` (see :meth:`Session.events`),
+            ``"otlp"``/``"jaeger"`` (gRPC), ``"otlp+http"``, or a sink of
+            your own (:mod:`mptrace.sinks`).
+        level: The lowest level funnelled, for stdlib logging and structlog
+            (default INFO).
+        instrument: Make the stdlib's own ``multiprocessing`` processes,
+            pools and ``ProcessPoolExecutor`` participate like mptrace's
+            drop-ins (:func:`mptrace.instrument`); on by default.
+        redact: ``True`` redacts the values of secret-looking keys
+            (:data:`mptrace.processors.DEFAULT_SECRET_KEYS`), an iterable of key
+            names redacts those instead, ``False`` turns redaction off.
+            Redaction runs in each process before an event leaves it.
+        processors: structlog processors the listener runs on every log event,
+            after redaction; they must be importable (not from ``__main__``).
+        structlog: Configure structlog so that its events are funnelled too.
+        tracing: Make each child process, pool task and ``@traced`` call a
+            span, and record every child's lifecycle; the tracer provider is
+            the user's own when one is set.
+        sample_interval: Seconds between psutil samples of each running
+            child's CPU, memory and threads.
+        block_timeout: The longest a logging call waits for a listener that
+            has stopped reading, before that process falls back to its stderr.
+        shutdown_timeout: The longest :meth:`Session.shutdown` drains.
+        traces: ``"run"`` (the default, or ``MPTRACE_TRACES``) makes the whole
+            run one trace under a span of its own; ``"unit"`` makes each
+            top-level unit of work (a child process, a ``Pool.map``, a
+            top-level ``@traced`` call) a trace of its own, linked to the
+            run's span: for long-running services.
+
+    Raises:
+        ConfigurationError: A setting is not one mptrace can use.
+        ListenerError: The listener process could not start.
+    """
+    global _session
+    if joins_another(_session):
+        return JoinedSession()
+    instrument_ = _env.instrument(instrument)
+    traces_ = _env.traces(traces)
+    listener_config = ListenerConfig(
+        service_name=service_name or _otel_guest.service_name(default_service_name),
+        exporters=_otel_guest.with_program_pipeline(
+            _env.exporters(exporters), os.getpid(), bool(tracing)
+        ),
+        processors=check_processors(processors),
+        owner_pid=os.getpid(),
+        shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
+    )
+    child_config = ChildConfig(
+        address="",
+        authkey=secrets.token_bytes(32),
+        level=_env.level(level),
+        block_timeout=parse_timeout("block_timeout", block_timeout),
+        structlog=bool(structlog),
+        session_id=str(uuid.uuid4()),
+        redact_keys=redact_keys(redact),
+        tracing=bool(tracing),
+        service_name=listener_config.service_name,
+        sample_interval=parse_timeout("sample_interval", sample_interval),
+        console=any(s.name == "console" for s in listener_config.exporters),
+    )
+    with _lock:
+        if (
+            _session is not None
+            and _session.active
+            and _session.owner_pid == os.getpid()
+        ):
+            raise MptraceError(
+                "mptrace.init() was already called in this process; call "
+                "mptrace.shutdown() before starting another session."
+            )
+        preload_in_forkserver()
+        folder = _launch.make_dir()
+        listener_config.session_dir = folder
+        address = os.path.join(folder, "funnel.sock")
+        session = Session(
+            listener_config, dataclasses.replace(child_config, address=address)
+        )
+        session.traces = traces_
+        try:
+            session.start()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        _session = session
+    if instrument_ and not _instrument.instrumented():
+        _instrument.instrument()
+        session.instrumented = True
+    return session
+
+
+def shutdown(timeout: float | None = None) -> None:
+    """Shut down this process's session, if it owns one. Idempotent."""
+    session = _session
+    if session is not None:
+        session.shutdown(timeout)
+
+
+def get_session() -> Session | None:
+    """The session this process owns, or None."""
+    session = _session
+    if session is None or session.owner_pid != os.getpid():
+        return None
+    return session
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> Any:
+    """A structlog logger whose events reach the listener as dicts.
+
+    Before :func:`init` (or with ``structlog=False``) it is a plain
+    ``structlog.get_logger()``; bound values travel with every event.
+    """
+    import structlog
+
+    args = (name,) if name is not None else ()
+    return structlog.get_logger(*args, **initial_values)

@@ -1,0 +1,216 @@
+"""Guarantee 3: a dead or stuck listener never hangs the program."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import time
+
+from conftest import logs_of, read_jsonl
+from workers import log_through_dead_listener
+
+import mptrace
+from mptrace._participant import participant as _participant
+from mptrace._participant import stream as _stream
+
+N = 50
+
+
+def _after_lines(text: str, tag: str) -> list[str]:
+    return [
+        line
+        for line in text.splitlines()
+        if "after death" in line and f"tag={tag}" in line
+    ]
+
+
+class TestListenerKilled:
+    def test_children_and_parent_finish_and_log_to_stderr(
+        self, start_method, jsonl, capfd, tmp_path
+    ):
+        """Kill the listener mid-run: same exit codes, every later record on stderr, one warning each."""
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"], block_timeout=2.0)
+        ctx = mptrace.get_context(start_method)
+        go = ctx.Event()
+        firsts = [ctx.Event() for _ in range(4)]
+        children = [
+            ctx.Process(
+                target=log_through_dead_listener,
+                args=(N, f"c{i}", go, firsts[i], str(tmp_path / f"c{i}.err")),
+            )
+            for i in range(4)
+        ]
+        for p in children:
+            p.start()
+        assert all(e.wait(60) for e in firsts)
+        os.kill(session.listener_pid, signal.SIGKILL)
+        session._proc.wait(10)
+        go.set()
+        for p in children:
+            p.join(60)
+        assert [p.exitcode for p in children] == [0, 0, 0, 3]
+        t0 = time.monotonic()
+        logging.getLogger("parent").info("after death", extra={"tag": "parent"})
+        assert time.monotonic() - t0 < 2.0
+        session.shutdown()
+        parent_err = capfd.readouterr().err
+        for p, tag in zip(children, ("c0", "c1", "c2", "c3")):
+            err = (tmp_path / f"{tag}.err").read_text()
+            assert len(_after_lines(err, tag + "-after")) == N, tag
+            assert (
+                len(
+                    re.findall(
+                        rf"process {p.pid} writes its records to its own stderr until",
+                        err,
+                    )
+                )
+                == 1
+            )
+            slowest = re.search(rf"slowest call .*tag={tag}-slowest", err)
+            assert slowest, tag
+            assert f"{p.name}[{p.pid}]" in err  # rendered, naming the process
+        assert len(_after_lines(parent_err, "parent")) == 1
+
+    def test_shutdown_returns_promptly_after_the_listener_died(self, jsonl):
+        """shutdown() with a dead listener returns at once instead of waiting."""
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        os.kill(session.listener_pid, signal.SIGKILL)
+        session._proc.wait(10)
+        t0 = time.monotonic()
+        session.shutdown()
+        assert time.monotonic() - t0 < 2.0
+
+
+class TestLossIsCounted:
+    def test_records_a_killed_listener_never_read_are_counted_and_sigpipe_spares_the_child(
+        self, start_method, jsonl, tmp_path
+    ):
+        """The listener stops reading, the child writes 100 records, the listener
+        is SIGKILLed: the child (SIGPIPE at its default action) lives on, exits 0,
+        and says exactly 100 of its records were lost."""
+        from workers import log_into_a_dying_listener
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        ctx = mptrace.get_context(start_method)
+        ready, stopped, written, killed = (ctx.Event() for _ in range(4))
+        err_path = tmp_path / "child.err"
+        child = ctx.Process(
+            target=log_into_a_dying_listener,
+            args=(ready, stopped, written, killed, 100, str(err_path)),
+        )
+        child.start()
+        try:
+            assert ready.wait(60)
+            assert session.force_flush()  # the listener has read all there was
+            os.kill(session.listener_pid, signal.SIGSTOP)
+            stopped.set()
+            assert written.wait(60)
+            os.kill(session.listener_pid, signal.SIGKILL)
+            session._proc.wait(10)
+            killed.set()
+            child.join(60)
+        finally:
+            session.shutdown()
+        assert child.exitcode == 0, "the child died of SIGPIPE"
+        err = err_path.read_text()
+        assert re.search(
+            rf"the listener died before reading 100 records \(\d+ bytes\) "
+            rf"process {child.pid} had sent it",
+            err,
+        ), err[-2000:]
+        assert "after death" in err
+
+
+class TestListenerComesBack:
+    def test_a_stalled_listener_gets_its_streams_back_and_stops_promptly(
+        self, monkeypatch, jsonl, capfd
+    ):
+        """A listener stalled past block_timeout, then resumed: the parent's
+        stream comes back (later records and a later child's process span reach
+        the file), and shutdown is as prompt as ever, without killing it."""
+        from workers import log_n
+
+        monkeypatch.setattr(_stream, "RETRY_AFTER", 0.0)  # try again at once
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"], block_timeout=0.3)
+        stream = _participant.current().stream
+        log = logging.getLogger("parent")
+        log.info("before the stall")
+        assert session.force_flush()
+        os.kill(session.listener_pid, signal.SIGSTOP)
+        try:
+            for i in range(50):
+                log.info("during the stall", extra={"i": i, "pad": "y" * 65536})
+                if stream.failed:
+                    break
+            assert stream.failed, "the stall never filled the pipe"
+        finally:
+            os.kill(session.listener_pid, signal.SIGCONT)
+        log.info("after the stall")
+        assert not stream.failed
+        child = mptrace.Process(target=log_n, args=(5, "late-child"), name="late")
+        child.start()
+        child.join(60)
+        t0 = time.monotonic()
+        session.shutdown()
+        assert time.monotonic() - t0 < 3.0
+        assert session._proc.returncode == 0, "the listener was killed"
+        err = capfd.readouterr().err
+        assert "the listener is back" in err
+        events = read_jsonl(jsonl)
+        assert logs_of(events, event="after the stall")
+        assert len(logs_of(events, tag="late-child")) == 5
+        assert [s for s in events if s.get("kind") == "span" and "late" in s["name"]]
+
+
+class TestListenerStuck:
+    def test_a_logging_call_waits_at_most_block_timeout(
+        self, start_method, jsonl, tmp_path
+    ):
+        """A listener that stops reading (SIGSTOP): calls give up after block_timeout, then use stderr."""
+        from workers import log_big_and_time
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"], block_timeout=0.5)
+        listener = session.listener_pid
+        ctx = mptrace.get_context(start_method)
+        ready = ctx.Event()
+        go = ctx.Event()
+        err_path = tmp_path / "child.err"
+        p = ctx.Process(target=log_big_and_time, args=(ready, go, 8, str(err_path)))
+        p.start()
+        try:
+            assert ready.wait(60)
+            os.kill(listener, signal.SIGSTOP)
+            go.set()
+            p.join(60)
+        finally:
+            os.kill(listener, signal.SIGCONT)
+        assert p.exitcode == 0
+        session.shutdown()
+        err = err_path.read_text()
+        match = re.search(r"slowest big call ([0-9.]+)", err)
+        assert match, err[-2000:]
+        assert float(match.group(1)) < 0.5 + 0.5
+        assert "the listener accepted nothing for 0.5 s" in err
+
+
+class TestSpansAfterDeath:
+    def test_a_span_ended_after_the_listener_died_is_rendered_on_stderr(
+        self, jsonl, capfd
+    ):
+        """A span that cannot reach the listener is printed as the console would print it."""
+
+        @mptrace.traced(name="late work")
+        def late() -> int:
+            return 42
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        os.kill(session.listener_pid, signal.SIGKILL)
+        session._proc.wait(10)
+        assert late() == 42
+        session.shutdown()
+        err = capfd.readouterr().err
+        assert re.search(r"MainProcess\[\d+\] span late work [0-9.]+ (ms|s) ok", err), (
+            err[-2000:]
+        )
