@@ -1,4 +1,4 @@
-"""The run that README's "Debugging a run" reads back with the mptrace command.
+"""The run that docs/debugging.md reads back with the mptrace command.
 
 Three spawned children: one returns, one raises, one leaves by
 ``os._exit(3)`` after logging an error; then a pool whose map fails on one

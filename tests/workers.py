@@ -179,7 +179,7 @@ def fork_while_threads_log(method: str, children: int, stop_threads) -> list:
     return codes
 
 
-# -- bad input (tests/test_bad_input.py) -------------------------------------
+# -- bad input (tests/guarantees/test_bad_input.py) ---------------------------
 # Each ``bad_case_NAME(case)`` logs bad input tagged ``case=NAME`` and returns how
 # many records it logged; ``bad_input_run`` follows each with one sentinel.
 # Helper classes are defined inside the functions: they never cross a process.
@@ -389,7 +389,7 @@ def bad_input_run() -> None:
         log.info("sentinel", extra={"case": case, "logged": count})
 
 
-# -- redaction (tests/test_security.py) --------------------------------------
+# -- redaction (tests/guarantees/test_security.py) ----------------------------
 
 
 def log_secrets(tag: str) -> None:
@@ -414,7 +414,7 @@ def log_secrets(tag: str) -> None:
     )
 
 
-# -- listener processors (tests/test_config.py) ------------------------------
+# -- listener processors (tests/session/test_config.py) -----------------------
 
 
 def processor_add_listener_pid(logger, method_name, event_dict):
@@ -444,7 +444,7 @@ def log_stdlib_and_structlog(tag: str) -> None:
     mptrace.get_logger("tests.structlog").info("from structlog", tag=tag)
 
 
-# -- structlog (tests/test_structlog.py) -------------------------------------
+# -- structlog (tests/participant/test_structlog.py) --------------------------
 
 
 def structlog_typed(tag: str) -> None:
@@ -487,7 +487,7 @@ def structlog_exception(tag: str) -> None:
         mptrace.get_logger("tests.exc").exception("it failed", tag=tag)
 
 
-# -- tracing (tests/test_tracing.py, test_lifecycle.py, test_pool.py, test_traced.py) --
+# -- tracing (tests/instrument/: test_tracing, test_lifecycle, test_pool, test_traced) ---
 
 
 def tr_square(x: int) -> int:
@@ -764,7 +764,7 @@ def init_in_plain_child(path: str) -> None:
         log.warning("from a plain child", extra={"session": type(session).__name__})
 
 
-# -- living beside the program's own logging and structlog ----------------------
+# -- living beside the program's own logging and structlog --------------------
 
 
 def user_logging_lines(tag: str) -> None:
