@@ -127,7 +127,7 @@ def before_start(process: Any, part: Participant) -> None:
         return
     span = tracer.start_span(
         f"process {process.name}",
-        context=_tracing.context_of(state.parent_carrier),
+        context=_tracing.parent_context(_tracing.context_of(state.parent_carrier)),
         start_time=state.created_ns,
         attributes={
             "mptrace.span": "process",
@@ -269,6 +269,8 @@ def child_running(process: Any, part: Participant) -> None:
     state = state_of(process)
     part.process_span_context = _tracing.span_context_of(state.carrier)
     _tracing.attach(state.carrier)  # for the child's whole life
+    # and for its other threads and their asyncio tasks
+    _tracing.set_default_parent(_tracing.context_of(state.carrier))
     try:
         _crash_file = open(crash_path(part.config, os.getpid()), "w")
         faulthandler.enable(file=_crash_file, all_threads=True)

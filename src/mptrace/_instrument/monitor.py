@@ -3,16 +3,20 @@
 While a child runs, the monitor samples its CPU, memory and threads with
 psutil every ``interval`` seconds; when its sentinel fires, the exit is
 claimed and handed to *on_exit* (``lifecycle.finish``). The exit code is read
-through the child's own ``Popen`` object, with its ``poll`` serialised by a
-lock, so the user's ``join()``, ``exitcode`` and ``is_alive()`` see exactly
-what they would see without mptrace. This works for forkserver children too,
+through the child's own ``Popen`` object, its reap serialised by a lock that
+is never held across a blocking wait (``serialise_poll``), so the user's
+``join()``, ``exitcode`` and ``is_alive()`` see exactly what they would see
+without mptrace, and one thread's ``join()`` never holds up another's
+``start()``. This works for forkserver children too,
 which are the fork server's children and so cannot be peeked at with
 ``waitid``. Exactly one of ``join()``, ``close()`` and the monitor records each
 exit (``claim``).
 
-The thread is not alive when the program forks (``_participant.forksafe``): a fork hook
-stops it before the fork, and it starts again when the next child is
-watched (right after ``start()`` returns). After a fork mptrace did not make
+The thread runs only while a child is watched, and keeps no finished
+child's objects alive. It is not alive when the program forks
+(``_participant.forksafe``): a fork hook stops it before the fork, and it
+starts again when the next child is watched (right after ``start()``
+returns). After a fork mptrace did not make
 (``os.fork``, a process it does not watch), the exits of children already
 running are recorded at their ``join()``, at the next child's start, or at
 shutdown.
@@ -25,6 +29,7 @@ import multiprocessing.connection
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -94,18 +99,66 @@ class Watch:
 
 
 def serialise_poll(process: Any) -> None:
-    """Make the child's ``Popen.poll`` safe to call from two threads at once."""
+    """Make the child's ``Popen.poll`` safe to call from two threads at once.
+
+    Two reaps at once lose the exit code (the second ``waitpid`` fails, a
+    fork server's code is read once), so the reap itself is serialised. A
+    blocking poll (``join()``) first waits for the child to have exited with
+    no lock held, then reaps without blocking: a ``start()``, ``is_alive()``
+    or ``terminate()`` in another thread never waits for someone's ``join()``.
+    """
     popen = getattr(process, "_popen", None)
-    if popen is None:
+    if popen is None or "poll" in popen.__dict__:
         return
-    original = popen.poll
-    lock = threading.Lock()
+    popen.poll = _SerialPoll(popen)
 
-    def poll(flag: int = os.WNOHANG) -> int | None:
-        with lock:
-            return original(flag)  # type: ignore[no-any-return]
 
-    popen.poll = poll
+class _SerialPoll:
+    __slots__ = ("lock", "original", "peek", "popen")
+
+    def __init__(self, popen: Any) -> None:
+        self.popen = weakref.ref(popen)  # no cycle: the Popen goes with its Process
+        self.original = type(popen).poll
+        self.lock = threading.Lock()
+        self.peek = _peek_pid if _can_peek(popen) else _wait_sentinel
+
+    def __call__(self, flag: int = os.WNOHANG) -> int | None:
+        popen = self.popen()
+        if popen is None:
+            return None
+        if flag != os.WNOHANG and popen.returncode is None:
+            if self.peek(popen):  # exited: the reap below does not block
+                flag = os.WNOHANG
+        with self.lock:
+            return self.original(popen, flag)  # type: ignore[no-any-return]
+
+
+def _can_peek(popen: Any) -> bool:
+    # A fork server's child is not ours to wait for: its code comes on the sentinel.
+    return hasattr(os, "waitid") and getattr(popen, "method", None) in ("fork", "spawn")
+
+
+def _peek_pid(popen: Any) -> bool:
+    """Block until our child *popen* has exited, leaving it to be reaped."""
+    try:
+        os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:  # reaped already, or not ours: poll says which
+        pass
+    return True
+
+
+def _wait_sentinel(popen: Any) -> bool:
+    """Block until *popen*'s sentinel fires; False where it is not the exit.
+
+    A forked child's sentinel can be held open by its own forked children,
+    so without ``waitid`` (macOS) its reap still blocks, for the moment
+    between its end and its exit status.
+    """
+    try:
+        multiprocessing.connection.wait([popen.sentinel])
+    except (OSError, ValueError):
+        return False
+    return getattr(popen, "method", None) == "forkserver"
 
 
 OnExit = Callable[[Watch, bool], None]
@@ -115,7 +168,10 @@ class Monitor:
     """One thread per process that starts children: sentinels and samples.
 
     *on_exit(watch, running_at_shutdown)* records an exit; it is called once
-    per child, from the monitor's thread, or from ``stop``.
+    per child, from the monitor's thread, or from ``stop``. The thread runs
+    only while there is a child to watch, and is out of the program's sight
+    (``forksafe.GuestThread``): a program or a test suite that counts its
+    threads counts its own.
     """
 
     def __init__(self, interval: float, on_exit: OnExit) -> None:
@@ -124,42 +180,51 @@ class Monitor:
         self._watches: dict[int, Watch] = {}
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
+        # Wake-ups pile up while no thread runs: a full pipe is awake enough.
+        os.set_blocking(self._wake_w, False)
         self._stopping = False
         self._pausing = False
         self._paused = False
+        self._thread: _forksafe.GuestThread | None = None
         _forksafe.register(self)
-        self._thread = self._start_thread()
 
-    def _start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self._run, name="mptrace-monitor", daemon=True)
-        thread.start()
-        return thread
+    @property
+    def running(self) -> bool:
+        """The thread is alive (it ends when no child is left to watch)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _start_thread(self) -> None:
+        """With ``_lock`` held: a thread, unless one runs or may not now."""
+        if self._thread is None and not (self._stopping or self._paused):
+            self._pausing = False
+            self._thread = _forksafe.GuestThread(self._run)
 
     def pause(self) -> None:
         """Before a fork: end the thread (its OS thread too), keeping every watch."""
-        thread = self._thread
-        if self._stopping or self._paused or not thread.is_alive():
-            return
-        self._pausing = True
-        try:
-            os.write(self._wake_w, b"p")
-        except OSError:
-            return
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if self._stopping or thread is None:
+                return
+            self._pausing = self._paused = True
+        self._wake(b"p")
         _forksafe.end_thread(thread)
-        self._paused = True
 
     def resume(self) -> None:
         """After a fork, in the parent, once it has returned: the thread again."""
-        if not self._paused or self._stopping:
-            return
-        self._pausing = self._paused = False
-        self._thread = self._start_thread()
+        with self._lock:
+            if not self._paused:
+                return
+            self._paused = False
+            if self._watches:
+                self._start_thread()
 
     def watch(self, watch: Watch) -> None:
+        _forksafe.resume_all()  # a fork has just returned: our threads again
         with self._lock:
             self._watches[watch.sentinel] = watch
-        os.write(self._wake_w, b"w")
-        _forksafe.resume_all()  # a fork has just returned: our threads again
+            self._start_thread()
+        self._wake(b"w")
 
     def claim(self, watch: Watch) -> bool:
         """True for the first caller only: that caller records the exit."""
@@ -168,38 +233,60 @@ class Monitor:
                 return False
             watch.claimed = True
             self._watches.pop(watch.sentinel, None)
-        try:
-            os.write(self._wake_w, b"c")  # stop waiting on a sentinel close() may shut
-        except OSError:
-            pass
+        self._wake(b"c")  # stop waiting on a sentinel close() may shut
         return True
+
+    def _wake(self, why: bytes) -> None:
+        try:
+            os.write(self._wake_w, why)
+        except OSError:  # full (the thread will look anyway) or closed
+            pass
 
     def _run(self) -> None:
         next_sample = time.monotonic() + self.interval
-        while not self._stopping and not self._pausing:
-            with self._lock:
-                sentinels = list(self._watches)
-            timeout = max(0.0, next_sample - time.monotonic())
-            try:
-                ready = multiprocessing.connection.wait(
-                    [self._wake_r, *sentinels], timeout
-                )
-            except (OSError, ValueError):  # a sentinel closed under us: look again
-                continue
-            for fd in ready:
-                if fd == self._wake_r:
-                    os.read(self._wake_r, 4096)
-                    continue
-                with self._lock:
-                    watch = self._watches.get(fd) if isinstance(fd, int) else None
-                if watch is not None and self.claim(watch):
-                    self._finish(watch, False)
+        while self._step(next_sample):
             if time.monotonic() >= next_sample:
-                with self._lock:
-                    watches = list(self._watches.values())
-                for watch in watches:
-                    watch.sample()
+                self._sample()
                 next_sample = time.monotonic() + self.interval
+
+    def _step(self, next_sample: float) -> bool:
+        """Wait for an exit or the next sample; False when the thread should end.
+
+        Its own frame, so that nothing of a finished child (its ``Process``,
+        its ``Popen``) stays alive in a local while the thread waits again.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            thread = self._thread
+            if self._stopping or self._pausing or thread is None or thread.ident != me:
+                return False
+            if not self._watches:
+                self._thread = None  # nothing to watch: the next watch() starts one
+                return False
+            sentinels = list(self._watches)
+        timeout = max(0.0, next_sample - time.monotonic())
+        try:
+            ready = multiprocessing.connection.wait([self._wake_r, *sentinels], timeout)
+        except (OSError, ValueError):  # a sentinel closed under us: look again
+            return True
+        for fd in ready:
+            if fd == self._wake_r:
+                os.read(self._wake_r, 65536)
+            else:
+                self._exited(fd)
+        return True
+
+    def _exited(self, fd: Any) -> None:
+        with self._lock:
+            watch = self._watches.get(fd) if isinstance(fd, int) else None
+        if watch is not None and self.claim(watch):
+            self._finish(watch, False)
+
+    def _sample(self) -> None:
+        with self._lock:
+            watches = list(self._watches.values())
+        for watch in watches:
+            watch.sample()
 
     def _finish(self, watch: Watch, running_at_shutdown: bool) -> None:
         try:
@@ -209,10 +296,13 @@ class Monitor:
 
     def stop(self) -> None:
         """Record every child that has exited; close the spans of the rest."""
-        self._stopping = True
+        with self._lock:
+            self._stopping = True
+            thread, self._thread = self._thread, None
         _forksafe.unregister(self)
-        os.write(self._wake_w, b"s")
-        self._thread.join(5.0)
+        self._wake(b"s")
+        if thread is not None:
+            thread.join(5.0)
         with self._lock:
             watches = list(self._watches.values())
         for watch in watches:

@@ -78,7 +78,10 @@ class RootSpan:
             _linker.root = self.span
             _linker.add_to(trace.get_tracer_provider())
             return
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        context = trace.set_span_in_context(self.span)
+        self._token = otel_context.attach(context)
+        # In the program's other threads, where init()'s context is not current.
+        _tracing.set_default_parent(context)
         self._old_env = put_in_env(_tracing.carrier(self.span))
 
     def end(self) -> None:
@@ -91,6 +94,7 @@ class RootSpan:
         token, self._token = self._token, None
         if token is not None and trace.get_current_span() is span:
             otel_context.detach(token)  # type: ignore[arg-type]
+        _tracing.set_default_parent(None)
         restore_env(self._old_env)
         _participant.quiet[0] = None
         span.end()

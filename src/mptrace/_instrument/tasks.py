@@ -98,6 +98,7 @@ class _EndingIterator:
 def _start_span(tracer: Any, name: str, func: Any, **attributes: Any) -> Any:
     return tracer.start_span(
         f"{name} {qualname(func)}",
+        context=_tracing.parent_context(),
         attributes={
             "mptrace.span": "submit",
             "code.function.name": qualname(func),

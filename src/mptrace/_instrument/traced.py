@@ -21,6 +21,7 @@ from opentelemetry.trace import INVALID_SPAN
 from mptrace._instrument.tracing import (
     end_span,
     get_tracer,
+    parent_context,
     qualname,
     run_in_span,
     step_in_span,
@@ -114,7 +115,10 @@ class _SpanSettings:
         attributes = dict(self.attributes)
         if self.record_args:
             attributes.update(_args_attributes(self.signature, args, kwargs))
-        return tracer.start_span(self.name, attributes=attributes, **extra)
+        context = parent_context(extra.pop("context", None))
+        return tracer.start_span(
+            self.name, context=context, attributes=attributes, **extra
+        )
 
 
 def _wrap_sync(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:

@@ -67,9 +67,29 @@ def session_tracer() -> Any:
 # -- context across processes -----------------------------------------------------
 
 
+#: The parent of mptrace's spans where no span is current: the run's span in
+#: the owner, the process's own span in a child. The program's context is
+#: current in one thread only (``init()``'s, the child's main thread); a
+#: thread or an asyncio loop of its own starts with none.
+_default_parent: list[Any] = [None]
+
+
+def set_default_parent(context: Any) -> None:
+    """Make *context* (an OpenTelemetry context, or None) the default parent."""
+    _default_parent[0] = context
+
+
+def parent_context(context: Any = None) -> Any:
+    """The context a span of mptrace's starts in: *context*, else the current
+    one, else the default parent."""
+    if context is not None or trace.get_current_span().get_span_context().is_valid:
+        return context
+    return _default_parent[0]
+
+
 def carrier(span: Any = None) -> dict[str, str]:
-    """A W3C carrier for the current context, or for *span*."""
-    ctx = trace.set_span_in_context(span) if span is not None else None
+    """A W3C carrier for the current context (see ``parent_context``), or for *span*."""
+    ctx = trace.set_span_in_context(span) if span is not None else parent_context()
     out: dict[str, str] = {}
     _propagator.inject(out, context=ctx)
     return out
@@ -217,7 +237,8 @@ class TaskCall:
     def __reduce__(self) -> tuple[Any, ...]:
         return (TaskCall, (self.func, self.carrier, self.name, self.of))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        # self positional-only: the function's own ``self=`` is its keyword.
         call = self.func if not kwargs else _with_kwargs(self.func, kwargs)
         return _run_task(call, args, self.carrier, self.name, 1, self.of)
 

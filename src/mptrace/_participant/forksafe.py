@@ -11,10 +11,12 @@ counts threads for its warning after running that hook.
 
 from __future__ import annotations
 
+import _thread
 import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -54,9 +56,66 @@ def _after_in_child() -> None:
     _registered.clear()
 
 
-def end_thread(thread: threading.Thread, timeout: float = 5.0) -> None:
+class GuestThread:
+    """A thread of mptrace's own, out of the program's sight.
+
+    Started with ``_thread``, not ``threading``: it is not in the program's
+    ``threading.enumerate()``, ``active_count()`` or ``_dangling``, and a
+    program (or its test suite) that counts, limits or mocks the threads it
+    starts (``threading._start_joinable_thread``) meets only its own.
+    """
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        self.native_id: int | None = None
+        self.ident: int | None = None
+        self._target: Callable[[], None] | None = target
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        try:
+            _thread.start_new_thread(self._run, ())
+        except BaseException:
+            self._done.release()
+            raise
+
+    def _run(self) -> None:
+        self.ident = _thread.get_ident()
+        self.native_id = threading.get_native_id()
+        try:
+            target, self._target = self._target, None
+            if target is not None:
+                target()
+        finally:
+            _forget_dummy(self.ident)
+            self._done.release()
+
+    def is_alive(self) -> bool:
+        return self._done.locked()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.ident == _thread.get_ident():
+            return
+        if self._done.acquire(timeout=-1 if timeout is None else timeout):
+            self._done.release()
+
+
+def _forget_dummy(ident: int) -> None:
+    """Drop the ``_DummyThread`` a ``current_thread()`` in this thread made.
+
+    Logging asks for the thread's name; before 3.12 the dummy stays in
+    ``threading.enumerate()`` for ever, a thread the program never started.
+    """
+    try:
+        with threading._active_limbo_lock:  # type: ignore[attr-defined]
+            found = threading._active.get(ident)  # type: ignore[attr-defined]
+            if isinstance(found, threading._DummyThread):
+                del threading._active[ident]  # type: ignore[attr-defined]
+    except Exception:  # private names of threading: gone in some version
+        pass
+
+
+def end_thread(thread: threading.Thread | GuestThread, timeout: float = 5.0) -> None:
     """Join *thread*, then wait until the kernel has let its OS thread go."""
-    if thread is threading.current_thread():
+    if thread.ident == threading.get_ident():
         return
     thread.join(timeout)
     native_id = thread.native_id
