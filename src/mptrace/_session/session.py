@@ -258,6 +258,7 @@ def init(
     block_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
     traces: str | None = None,
+    stacks_signal: int | str | None = "default",
 ) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
@@ -296,6 +297,10 @@ def init(
             top-level unit of work (a child process, a ``Pool.map``, a
             top-level ``@traced`` call) a trace of its own, linked to the
             run's span: for long-running services.
+        stacks_signal: The signal on which each process writes the stacks
+            of its threads for ``mptrace stacks`` (a name or number; by
+            default ``MPTRACE_STACKS_SIGNAL``, else SIGUSR2); ``None`` or 0
+            takes no signal and no stacks (docs/debugging.md).
 
     Raises:
         ConfigurationError: A setting is not one mptrace can use.
@@ -306,6 +311,7 @@ def init(
         return JoinedSession()
     instrument_ = _env.instrument(instrument)
     traces_ = _env.traces(traces)
+    stacks_ = _env.stacks_signal(stacks_signal)
     listener_config = ListenerConfig(
         service_name=service_name or _otel_guest.service_name(default_service_name),
         exporters=_otel_guest.with_program_pipeline(
@@ -314,6 +320,7 @@ def init(
         processors=check_processors(processors),
         owner_pid=os.getpid(),
         shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
+        stacks_signal=stacks_,
     )
     child_config = ChildConfig(
         address="",
@@ -327,6 +334,7 @@ def init(
         service_name=listener_config.service_name,
         sample_interval=parse_timeout("sample_interval", sample_interval),
         console=any(s.name == "console" for s in listener_config.exporters),
+        stacks_signal=stacks_,
     )
     with _lock:
         if (
