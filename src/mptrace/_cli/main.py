@@ -334,6 +334,11 @@ def stacks(target: str | None, timeout: float, as_json: bool) -> None:
         events = ask(find_session(target), timeout)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+    if not events:
+        raise click.ClickException(
+            "No process of this run answered: none has armed the stacks signal "
+            "(the program handles that signal itself, or none has joined yet)."
+        )
     if as_json:
         for event in events:
             click.echo(to_json(event).decode("utf-8"))

@@ -21,6 +21,8 @@ MAX_RECORDS = 5_000
 MAX_TASK_BARS = 2_000
 MAX_FAILED_TASKS = 50
 SLOWEST = 5
+#: ``stacks`` events kept (the last ones: a round gives one per process).
+MAX_STACKS = 200
 LEVEL_COLUMNS = ("debug", "info", "warning", "error", "critical")
 _ASKED_FOR = frozenset(("SIGTERM", "SIGKILL"))
 
@@ -115,6 +117,7 @@ class Report:
         self.slowest: list[tuple[int, int, Event]] = []  # a heap, smallest first
         self.bars: list[tuple[int, int, int, str, bool]] = []
         self.bars_dropped = 0
+        self.stacks: deque[Event] = deque(maxlen=MAX_STACKS)
         self._created: dict[object, int] = {}
         self._order = itertools.count()
 
@@ -160,6 +163,8 @@ class Report:
             self._lifecycle(event, ts)
         elif kind == "span":
             self._span(event)
+        elif kind == "stacks":
+            self.stacks.append(event)
 
     def _lifecycle(self, event: Event, ts: int | None) -> None:
         transition = event.get("transition")

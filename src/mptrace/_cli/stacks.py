@@ -71,7 +71,7 @@ def find_session(target: str | None) -> str:
         path = os.path.abspath(target)
         if os.path.basename(path) == "funnel.sock":
             path = os.path.dirname(path)
-        if not os.path.isfile(os.path.join(path, "funnel.sock")):
+        if not os.path.exists(os.path.join(path, "funnel.sock")):
             raise ConfigurationError(
                 f"{target} is not the folder of a running mptrace session "
                 "(a mptrace-PID-XXXX folder holding funnel.sock)."

@@ -62,6 +62,7 @@ class StackTaker:
         self.folder = _stacks.folder(cfg.session_dir) if on else ""
         self.signum = cfg.stacks_signal
         self.owner_pid = cfg.owner_pid
+        self.run_id = cfg.run_id
         self.transport = transport
         self.emit = emit
         self.offsets: dict[str, int] = {}
@@ -146,6 +147,8 @@ class StackTaker:
             event = _stacks.stacks_event(pid, name, reason, threads, error)
             if ppid is not None:
                 event["ppid"] = ppid
+            if self.run_id:
+                event["run"] = self.run_id
             events.append(event)
             self.emit(event)
         return events

@@ -27,6 +27,8 @@ class ListenerConfig:
     session_dir: str = ""
     #: The signal that asks a process for its stacks (0: none are taken).
     stacks_signal: int = 0
+    #: The run's id, for the events the listener makes on a process's behalf.
+    run_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,7 @@ def init(
         owner_pid=os.getpid(),
         shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
         stacks_signal=stacks_,
+        run_id=str(uuid.uuid4()),
     )
     child_config = ChildConfig(
         address="",
@@ -328,7 +329,7 @@ def init(
         level=_env.level(level),
         block_timeout=parse_timeout("block_timeout", block_timeout),
         structlog=bool(structlog),
-        session_id=str(uuid.uuid4()),
+        session_id=listener_config.run_id,
         redact_keys=redact_keys(redact),
         tracing=bool(tracing),
         service_name=listener_config.service_name,
