@@ -1,10 +1,10 @@
 """Rounds of stacks: every participating process's, as ``stacks`` events.
 
-A round signals each process whose stream is open (so whose pid is its own,
-not a reused one) and that has armed a stacks file, waits until every file
-it signalled has grown and then stayed still, and turns each process's new
-dump (``_schema.stacks.parse``) into one event for the sinks. Two things
-start a round, both seen on the listener's tick:
+A round signals each process that has armed a stacks file and whose stream
+is open (so whose pid is its own, not a reused one), and the owner while it
+lives; it waits until every file it signalled has grown and then stayed
+still, and turns each process's new dump (``_schema.stacks.parse``) into
+one event for the sinks. Two things start a round, both seen on the listener's tick:
 
 - ``mptrace stacks`` leaves a request file in ``SESSION/stacks``; the
   round's events go to the sinks and, as JSON lines, into an answer file
@@ -38,15 +38,11 @@ RESCAN = 1.0
 _POLL = 0.005
 
 
-class _Peer(Protocol):
-    pid: Any
-    ppid: Any
-    process: str
-
-
 class _Transport(Protocol):
     @property
     def peers(self) -> dict[int, Any]: ...
+    @property
+    def owner_gone(self) -> bool: ...
 
 
 class StackTaker:
@@ -115,6 +111,8 @@ class StackTaker:
             if type(peer.pid) is int:
                 self.names[peer.pid] = (peer.process, peer.ppid)
         live = {p.pid for p in self.transport.peers.values() if type(p.pid) is int}
+        if not self.transport.owner_gone:  # known alive, connected yet or not
+            live.add(self.owner_pid)
         pids = sorted(live | {self.owner_pid})
         use_stop = reason == _stacks.STOPPED
         signalled: dict[int, str] = {}
