@@ -5,10 +5,12 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import json
+import multiprocessing
 import os
 import signal
 import textwrap
 import threading
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -150,3 +152,30 @@ def test_the_report_has_a_stacks_section(tmp_path):
     page = html.read_text()
     assert "<h2>Stacks</h2>" in page and "File &quot;app.py&quot;, line 7" in page
     assert read_jsonl(path)[0]["kind"] == "stacks"
+
+
+def _straggler(started: Any, release: Any) -> None:
+    started.set()
+    release.wait(60)  # the straggler waits here
+
+
+def test_shutdown_that_waits_in_vain_takes_the_stacks(start_method, jsonl):
+    """shutdown_timeout passes with a child still running: the run's file
+    says where it waits."""
+    ctx = multiprocessing.get_context(start_method)
+    started, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_straggler, args=(started, release), name="straggler")
+    try:
+        with mptrace.init(exporters=[f"jsonl:{jsonl}"], shutdown_timeout=0.5):
+            child.start()
+            assert started.wait(60)
+    finally:
+        release.set()
+        child.join(60)
+    (event,) = [e for e in read_jsonl(jsonl) if e.get("kind") == "stacks"
+                and e["pid"] == child.pid]  # fmt: skip
+    assert event["reason"] == "shutdown-waited"
+    assert event["process"] == "straggler"
+    frames = [f for t in event["threads"] for f in t["frames"]]
+    line = line_of(open(__file__).read(), "the straggler waits " + "here")
+    assert {"file": __file__, "line": line, "function": "_straggler"} in frames

@@ -10,18 +10,12 @@ Python code of the command in the run's processes.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import tempfile
-import time
 from typing import Any
 
 from mptrace._schema import stacks as _stacks
 from mptrace.exceptions import ConfigurationError
-
-#: Seconds between two looks for the answer.
-_POLL = 0.02
 
 
 def _bases() -> list[str]:
@@ -94,30 +88,16 @@ def find_session(target: str | None) -> str:
 
 def ask(session_dir: str, timeout: float) -> list[dict[str, Any]]:
     """Have the run's listener take every process's stacks; its events."""
-    where = _stacks.folder(session_dir)
-    if not os.path.isdir(where):
+    try:
+        events = _stacks.ask(session_dir, timeout)
+    except OSError:
         raise ConfigurationError(
             "This run takes no stacks: its stacks signal is off "
             "(stacks_signal=None or MPTRACE_STACKS_SIGNAL=0)."
+        ) from None
+    if events is None:
+        raise ConfigurationError(
+            f"The run's listener did not answer within {timeout:g} s; "
+            "has the run ended?"
         )
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    request = os.path.join(where, _stacks.REQUEST + token)
-    answer = os.path.join(where, _stacks.ANSWER + token)
-    os.close(os.open(request, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    deadline = time.monotonic() + timeout
-    try:
-        while not os.path.exists(answer):
-            if time.monotonic() >= deadline:
-                raise ConfigurationError(
-                    f"The run's listener did not answer within {timeout:g} s; "
-                    "has the run ended?"
-                )
-            time.sleep(_POLL)
-        with open(answer, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    finally:
-        for path in (request, answer):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+    return events

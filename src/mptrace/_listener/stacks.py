@@ -89,21 +89,31 @@ class StackTaker:
             names = [e.name for e in os.scandir(self.folder)]
         except OSError:
             return
-        asked = [n for n in names if n.startswith(_stacks.REQUEST)]
-        if not asked:
-            return
-        events = self.round(_stacks.ASKED)
-        body = b"".join(to_json(e) + b"\n" for e in events)
-        for name in asked:
-            token = name[len(_stacks.REQUEST) :]
-            answer = os.path.join(self.folder, _stacks.ANSWER + token)
-            try:
-                with open(answer + ".part", "wb") as f:
-                    f.write(body)
-                os.replace(answer + ".part", answer)
-                os.unlink(os.path.join(self.folder, name))
-            except OSError:
-                pass
+        by_reason: dict[str, list[str]] = {}
+        for name in names:
+            if name.startswith(_stacks.REQUEST):
+                by_reason.setdefault(self._reason(name), []).append(name)
+        for reason, asked in by_reason.items():
+            events = self.round(reason)
+            body = b"".join(to_json(e) + b"\n" for e in events)
+            for name in asked:
+                token = name[len(_stacks.REQUEST) :]
+                answer = os.path.join(self.folder, _stacks.ANSWER + token)
+                try:
+                    with open(answer + ".part", "wb") as f:
+                        f.write(body)
+                    os.replace(answer + ".part", answer)
+                    os.unlink(os.path.join(self.folder, name))
+                except OSError:
+                    pass
+
+    def _reason(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.folder, name), "rb") as f:
+                said = f.read(64).decode("ascii", "replace")
+        except OSError:
+            said = ""
+        return said if said in _stacks.REASONS else _stacks.ASKED
 
     def round(self, reason: str) -> list[Event]:
         """Take the stacks of every process; emit and return the events."""

@@ -7,8 +7,10 @@ in the session's private folder::
     SESSION/stacks/PID.ask    on the stacks signal (SIGUSR2 by default)
     SESSION/stacks/PID.stop   on SIGTERM and SIGINT, before the program's
                               own handling of them (which still follows)
-    SESSION/stacks/ask-TOKEN  `mptrace stacks` asks the listener for a round
-    SESSION/stacks/answer-TOKEN  its answer: one ``stacks`` event a line
+    SESSION/stacks/ask-TOKEN  a request for a round (:func:`ask`), holding
+                              its reason: `mptrace stacks`, or shutdown
+                              waiting for children in vain
+    SESSION/stacks/answer-TOKEN  the listener's answer: a ``stacks`` event a line
 
 The handler runs no Python code, so a process blocked in a lock, a queue, a
 pipe or in C code that holds the GIL still answers. The listener signals,
@@ -17,8 +19,10 @@ collects and parses the dumps (:func:`parse`) into ``stacks`` events.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import secrets
 import signal
 import time
 from typing import Any
@@ -34,7 +38,8 @@ ANSWER = "answer-"
 DEFAULT_SIGNAL = "SIGUSR2"
 
 #: Why a round of stacks was taken (the event's ``reason``).
-ASKED, STOPPED = "asked", "stopped"
+ASKED, STOPPED, WAITED = "asked", "stopped", "shutdown-waited"
+REASONS = (ASKED, STOPPED, WAITED)
 
 _THREAD = re.compile(
     r"^(Current thread|Thread) (0x[0-9a-fA-F]+) \(most recent call first\):$"
@@ -44,6 +49,37 @@ _FRAME = re.compile(r'^  File "(.*)", line (\d+|\?\?\?) in (.*)$')
 
 def folder(session_dir: str) -> str:
     return os.path.join(session_dir, FOLDER)
+
+
+def ask(session_dir: str, timeout: float, reason: str = ASKED) -> list[Event] | None:
+    """Ask the session's listener for a round; its events, or None when it
+    did not answer within *timeout* seconds. Raises OSError when the stacks
+    folder is not there (no process takes stacks)."""
+    where = folder(session_dir)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    request = os.path.join(where, REQUEST + token)
+    answer = os.path.join(where, ANSWER + token)
+    draft = os.path.join(where, f".{token}")  # whole when the listener sees it
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, reason.encode())
+    finally:
+        os.close(fd)
+    os.replace(draft, request)
+    deadline = time.monotonic() + timeout
+    try:
+        while not os.path.exists(answer):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+        with open(answer, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    finally:
+        for path in (request, answer):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def parse(text: str) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from mptrace._session import echo as _echo
 from mptrace._session import env as _env
 from mptrace._session import exit as _exit
 from mptrace._session import launch as _launch
+from mptrace._session import waited as _waited
 from mptrace._session.joined import JoinedSession, joins_another
 from mptrace._session.options import (
     check_processors,
@@ -170,7 +171,8 @@ class Session:
         # the children log until they end still reaches the listener.
         _exit.finalise_stdlib()
         bound = self.listener_config.shutdown_timeout
-        _exit.say_still_running(_exit.wait_children(bound, servers=True), bound)
+        still = _exit.wait_children(bound, servers=True)
+        _waited.still_running(still, bound, self.listener_config)
         self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -233,7 +235,8 @@ class Session:
         # them (not for a manager or an executor, which outlive the block).
         if os.getpid() == self.owner_pid and self.active:
             bound = self.listener_config.shutdown_timeout
-            _exit.say_still_running(_exit.wait_children(bound, servers=False), bound)
+            still = _exit.wait_children(bound, servers=False)
+            _waited.still_running(still, bound, self.listener_config)
         self.shutdown()
 
     def __repr__(self) -> str:
