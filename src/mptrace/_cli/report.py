@@ -21,7 +21,7 @@ MAX_RECORDS = 5_000
 MAX_TASK_BARS = 2_000
 MAX_FAILED_TASKS = 50
 SLOWEST = 5
-#: ``stacks`` events kept (the last ones: a round gives one per process).
+#: Processes whose last ``stacks`` event is kept (the last ones to have one).
 MAX_STACKS = 200
 LEVEL_COLUMNS = ("debug", "info", "warning", "error", "critical")
 _ASKED_FOR = frozenset(("SIGTERM", "SIGKILL"))
@@ -117,7 +117,7 @@ class Report:
         self.slowest: list[tuple[int, int, Event]] = []  # a heap, smallest first
         self.bars: list[tuple[int, int, int, str, bool]] = []
         self.bars_dropped = 0
-        self.stacks: deque[Event] = deque(maxlen=MAX_STACKS)
+        self.stacks: dict[Any, Event] = {}  # by pid: the last taken of each
         self._created: dict[object, int] = {}
         self._order = itertools.count()
 
@@ -164,7 +164,10 @@ class Report:
         elif kind == "span":
             self._span(event)
         elif kind == "stacks":
-            self.stacks.append(event)
+            self.stacks.pop(pid, None)  # to the end: the latest last
+            self.stacks[pid] = event
+            if len(self.stacks) > MAX_STACKS:
+                del self.stacks[next(iter(self.stacks))]
 
     def _lifecycle(self, event: Event, ts: int | None) -> None:
         transition = event.get("transition")

@@ -159,7 +159,7 @@ def _stacks(report: Report) -> str:
     if not report.stacks:
         return "<p>No stacks were taken (<code>mptrace stacks</code> takes them).</p>"
     out = []
-    for event in report.stacks:
+    for event in report.stacks.values():
         head, *rest = stacks_lines(event)
         out.append(f"<h3>{_e(head)}</h3><pre>{_e(chr(10).join(rest))}</pre>")
     return "".join(out)

@@ -128,10 +128,10 @@ def render_text(report: Report, out: TextIO, colours: bool) -> None:
             print(file=out)
         _tasks(report, out, colours)
     if report.stacks:
-        n = len(report.stacks)
-        print(f"\n{bold}Stacks{reset} ({n} process{'es' if n > 1 else ''}, "
-              "most recent call first)", file=out)  # fmt: skip
-        print(_indent(stacks_text(list(report.stacks)), "  "), file=out)
+        print(f"\n{bold}Stacks{reset} (the last taken of each process, most "
+              "recent call first)", file=out)  # fmt: skip
+        text = stacks_text(list(report.stacks.values()))
+        print("\n".join("  " + ln if ln else "" for ln in text.split("\n")), file=out)
 
 
 def report_text(report: Report, colours: bool) -> str:

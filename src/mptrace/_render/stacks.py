@@ -35,8 +35,28 @@ def stacks_lines(event: Event) -> list[str]:
         what = ", the main thread" if i == last and n > 1 else ""
         what += " (the one that took the signal)" if thread.get("current") else ""
         lines.append(f"  Thread {thread.get('id', '?')}{what}:")
-        lines.extend(f"    {frame_text(f)}" for f in thread.get("frames") or ())
+        frames = list(thread.get("frames") or ())
+        runner = _runner_frames(frames)
+        lines.extend(f"    {frame_text(f)}" for f in frames[: len(frames) - runner])
+        if runner:
+            lines.append(f"    ({runner} frames of `mptrace run` below)")
     return lines
+
+
+#: The frame ``mptrace run`` runs the program from: it and the frames under
+#: it (the command, click) are the runner's, not the program's.
+_RUNNER = ("/mptrace/_session/run.py", "_execute")
+
+
+def _runner_frames(frames: list[Any]) -> int:
+    for i, frame in enumerate(frames):
+        if (
+            isinstance(frame, dict)
+            and str(frame.get("file", "")).endswith(_RUNNER[0])
+            and frame.get("function") == _RUNNER[1]
+        ):
+            return len(frames) - i
+    return 0
 
 
 def frame_text(frame: Any) -> str:
