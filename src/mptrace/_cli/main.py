@@ -4,7 +4,8 @@
 lines) with filters, and can follow a file like ``tail -F``;
 ``mptrace report`` gives a run at a glance and exits 1 when a process failed;
 ``mptrace timeline`` writes a trace-event file for Perfetto or
-``chrome://tracing``; ``mptrace run`` runs an unmodified program inside a
+``chrome://tracing``; ``mptrace stacks`` prints the stacks of every
+process of a run that is going; ``mptrace run`` runs an unmodified program inside a
 session (``_session.run``). A new subcommand is one more ``@main.command()``.
 """
 
@@ -20,8 +21,11 @@ import click
 
 from mptrace._cli.reader import Event, Problems, Reader, order_files
 from mptrace._cli.selection import KINDS, LEVELS, Selection, When, resolve_run
+from mptrace._cli.stacks import ask, find_session
 from mptrace._render.palette import Palette
+from mptrace._render.stacks import stacks_text
 from mptrace._render.term import use_colours
+from mptrace._schema.encoding import to_json
 from mptrace.exceptions import ConfigurationError
 
 
@@ -307,3 +311,36 @@ def run(
         )  # fmt: skip
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[FOLDER|PID]")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds to wait for the run's answer.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON lines.")
+def stacks(target: str | None, timeout: float, as_json: bool) -> None:
+    """Print the Python stacks of every thread of every process of a going run.
+
+    TARGET is the run's session folder (mptrace-PID-XXXX in the temporary
+    folder) or its owner's pid; without it, the one run of yours that is
+    going. The stacks also go to the run's exporters as "stacks" events.
+    """
+    try:
+        events = ask(find_session(target), timeout)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not events:
+        raise click.ClickException(
+            "No process of this run answered: none has armed the stacks signal "
+            "(the program handles that signal itself, or none has joined yet)."
+        )
+    if as_json:
+        for event in events:
+            click.echo(to_json(event).decode("utf-8"))
+    else:
+        click.echo(stacks_text(events))

@@ -21,6 +21,8 @@ MAX_RECORDS = 5_000
 MAX_TASK_BARS = 2_000
 MAX_FAILED_TASKS = 50
 SLOWEST = 5
+#: Processes whose last ``stacks`` event is kept (the last ones to have one).
+MAX_STACKS = 200
 LEVEL_COLUMNS = ("debug", "info", "warning", "error", "critical")
 _ASKED_FOR = frozenset(("SIGTERM", "SIGKILL"))
 
@@ -115,6 +117,7 @@ class Report:
         self.slowest: list[tuple[int, int, Event]] = []  # a heap, smallest first
         self.bars: list[tuple[int, int, int, str, bool]] = []
         self.bars_dropped = 0
+        self.stacks: dict[Any, Event] = {}  # by pid: the last taken of each
         self._created: dict[object, int] = {}
         self._order = itertools.count()
 
@@ -160,6 +163,11 @@ class Report:
             self._lifecycle(event, ts)
         elif kind == "span":
             self._span(event)
+        elif kind == "stacks":
+            self.stacks.pop(pid, None)  # to the end: the latest last
+            self.stacks[pid] = event
+            if len(self.stacks) > MAX_STACKS:
+                del self.stacks[next(iter(self.stacks))]
 
     def _lifecycle(self, event: Event, ts: int | None) -> None:
         transition = event.get("transition")

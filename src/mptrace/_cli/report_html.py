@@ -19,6 +19,7 @@ from mptrace._cli.report import (
     process_rows,
 )
 from mptrace._render.lines import format_ts
+from mptrace._render.stacks import stacks_lines
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
@@ -154,6 +155,16 @@ def _failures(report: Report) -> str:
     return "".join(out)
 
 
+def _stacks(report: Report) -> str:
+    if not report.stacks:
+        return "<p>No stacks were taken (<code>mptrace stacks</code> takes them).</p>"
+    out = []
+    for event in report.stacks.values():
+        head, *rest = stacks_lines(event)
+        out.append(f"<h3>{_e(head)}</h3><pre>{_e(chr(10).join(rest))}</pre>")
+    return "".join(out)
+
+
 def _table(rows: list[dict[str, str]]) -> str:
     if not rows:
         return ""
@@ -243,6 +254,7 @@ def render_html(report: Report) -> str:
         f"<h2>Resources</h2>{_table(process_rows(report))}",
         f"<h2>Pool tasks</h2>{_tasks(report)}",
         f"<h2>Records</h2>{_records(report, procs)}",
+        f"<h2>Stacks</h2><div id='stacks'>{_stacks(report)}</div>",
         f"<script>{_JS}</script></body></html>\n",
     ]
     return "".join(parts)

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from mptrace._cli.reader import Event
 from mptrace._cli.report import Proc, Report, fmt_ms, process_rows
 from mptrace._render.lines import format_ts, make_console_renderer
+from mptrace._render.stacks import stacks_text
 
 RED = "\x1b[31m"
 BOLD = "\x1b[1m"
@@ -126,6 +127,11 @@ def render_text(report: Report, out: TextIO, colours: bool) -> None:
         if not failed:  # a failure's block ends with a blank line already
             print(file=out)
         _tasks(report, out, colours)
+    if report.stacks:
+        print(f"\n{bold}Stacks{reset} (the last taken of each process, most "
+              "recent call first)", file=out)  # fmt: skip
+        text = stacks_text(list(report.stacks.values()))
+        print("\n".join("  " + ln if ln else "" for ln in text.split("\n")), file=out)
 
 
 def report_text(report: Report, colours: bool) -> str:

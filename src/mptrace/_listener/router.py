@@ -29,6 +29,7 @@ from typing import Any
 
 from mptrace._listener.proctable import ProcessTable
 from mptrace._listener.registry import build as build_sink
+from mptrace._listener.stacks import StackTaker
 from mptrace._listener.transport import Frame, Peer, Transport
 from mptrace._schema import events as _events
 from mptrace._schema.config import ListenerConfig
@@ -101,6 +102,7 @@ class Router:
         self._unflushed_since = 0.0  # when a batch went to the sinks unflushed
         self.pid = os.getpid()
         self.seq = 0
+        self.stacks = StackTaker(cfg, transport, lambda e: self._emit(None, None, e))
 
     # -- the listener's own voice ------------------------------------------
 
@@ -248,6 +250,7 @@ class Router:
         if self._flush_wanted:
             self._flush_wanted = False
             self._answer_flush()
+        self.stacks.tick()
         self._flush_batch()
         since = self._unflushed_since
         if since and time.monotonic() - since >= FLUSH_AFTER:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from mptrace._participant import loggers as _loggers
+from mptrace._participant import stacks as _stacks
 from mptrace._participant.guest import LoggingGuest, StructlogGuest
 from mptrace._participant.otel_guest import (
     program_provider,
@@ -197,6 +198,7 @@ class Participant:
             self._structlog.install()
         if self.config.tracing:
             install_provider(self.config.service_name, self.owner)
+        _stacks.arm(os.path.dirname(self.config.address), self.config.stacks_signal)
 
     def leave(self) -> None:
         """Take mptrace out of logging and structlog; close the stream."""
@@ -208,6 +210,7 @@ class Participant:
             self._structlog.leave()
         self.stop_monitor()
         self.stream.close()
+        _stacks.disarm()
 
     def stop_monitor(self) -> None:
         """Record the children that have exited; close the spans of the rest."""
@@ -323,11 +326,9 @@ class FunnelSpanProcessor:
         self.send = send
         self.resource_of = resource_of
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
+    def on_start(self, span: Any, parent_context: Any = None) -> None: ...
 
-    def _on_ending(self, span: Any) -> None:  # SDK >= 1.29 calls this too
-        pass
+    def _on_ending(self, span: Any) -> None: ...  # SDK >= 1.29 calls this too
 
     def on_end(self, span: Any) -> None:
         try:
@@ -342,8 +343,7 @@ class FunnelSpanProcessor:
             }
         self.send(event)
 
-    def shutdown(self) -> None:
-        pass
+    def shutdown(self) -> None: ...
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every span was written when it ended

@@ -25,6 +25,10 @@ class ListenerConfig:
     shutdown_timeout: float
     #: The session's private folder (its socket, crash files, the memory sink).
     session_dir: str = ""
+    #: The signal that asks a process for its stacks (0: none are taken).
+    stacks_signal: int = 0
+    #: The run's id, for the events the listener makes on a process's behalf.
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class ChildConfig:
     sample_interval: float = 1.0
     #: The console exporter is on: records the program printed are marked.
     console: bool = False
+    #: The signal on which a process writes its stacks (0: none; ``_schema.stacks``).
+    stacks_signal: int = 0
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

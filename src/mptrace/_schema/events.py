@@ -8,6 +8,7 @@ Every event is a plain dict whose ``kind`` says which of these it is::
     hello      a stream's first frame: who is writing         (listener only)
     shutdown   the owner asks the listener to drain and stop  (listener only)
     flush      the owner asks for every sink to be flushed     (listener only)
+    stacks     every thread's stack of one process             (``_schema.stacks``)
 
 Each crosses a process as one frame, written by the sender::
 
@@ -38,15 +39,16 @@ Event = dict[str, Any]
 
 # -- kinds and keys --------------------------------------------------------------
 
-LOG, SPAN, LIFECYCLE, HELLO, SHUTDOWN, FLUSH = (
+LOG, SPAN, LIFECYCLE, HELLO, SHUTDOWN, FLUSH, STACKS = (
     "log",
     "span",
     "lifecycle",
     "hello",
     "shutdown",
     "flush",
+    "stacks",
 )
-KINDS: Final = ("other", LOG, SPAN, LIFECYCLE, HELLO, SHUTDOWN, FLUSH)
+KINDS: Final = ("other", LOG, SPAN, LIFECYCLE, HELLO, SHUTDOWN, FLUSH, STACKS)
 KIND_CODES: Final = {name: code for code, name in enumerate(KINDS)}
 
 #: Keys mptrace writes on every event a process sends.

@@ -12,6 +12,7 @@ variable                  value                                   default
 ``MPTRACE_INSTRUMENT``    ``1``/``true`` or ``0``/``false``       ``1``
 ``MPTRACE_CONSOLE``       the console's options (``_listener.console``)    none
 ``MPTRACE_TRACES``        ``run`` or ``unit`` (as ``traces=``)    ``run``
+``MPTRACE_STACKS_SIGNAL`` a signal name or number, ``0`` for none  ``SIGUSR2``
 ``OTEL_SERVICE_NAME``     the service name                        the script
 ========================  ======================================  ===========
 """
@@ -22,6 +23,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from mptrace._schema.stacks import DEFAULT_SIGNAL, parse_signal
 from mptrace._session.options import parse_exporters, parse_level
 from mptrace.exceptions import ConfigurationError
 from mptrace.sinks import SinkSpec
@@ -97,3 +99,18 @@ def traces(given: str | None) -> str:
     if given is not None:
         return _traces(str(given))
     return _from_env("MPTRACE_TRACES", _traces) or "run"
+
+
+def _signal(raw: object) -> int:
+    try:
+        return parse_signal(raw)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def stacks_signal(given: object) -> int:
+    """``stacks_signal=``, else ``MPTRACE_STACKS_SIGNAL``, else SIGUSR2; 0: none."""
+    if given != "default":
+        return _signal(given)
+    found = _from_env("MPTRACE_STACKS_SIGNAL", _signal)
+    return _signal(DEFAULT_SIGNAL) if found is None else found

@@ -30,6 +30,9 @@ from mptrace._session.session import init
 _log = logging.getLogger("mptrace.run")
 #: Frames of the runner, not of the program: left out of its traceback.
 _OURS = frozenset({os.path.abspath(__file__), os.path.abspath(runpy.__file__)})
+#: mptrace's package: its frames between the program's are pass-throughs
+#: (``Process.join`` instrumented), left out too.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def service_name_of(target: str, module: bool) -> str:
@@ -100,8 +103,42 @@ def _report(exc: BaseException) -> None:
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in _OURS:
         tb = tb.tb_next
     exc.__traceback__ = tb
+    _strip_chain(exc)
     _log.error("the program raised an uncaught exception", exc_info=exc)
-    sys.excepthook(type(exc), exc, tb)
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+
+
+def _strip_chain(exc: BaseException) -> None:
+    """Take mptrace's frames out of *exc* and the exceptions it chains."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        one = todo.pop()
+        if one is None or id(one) in seen:
+            continue
+        seen.add(id(one))
+        one.__traceback__ = _without_ours(one.__traceback__)
+        todo += [one.__cause__, one.__context__]
+
+
+def _without_ours(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """*tb* less mptrace's frames, unless the exception came from them (a bug
+    of ours, whose frames say where)."""
+    frames = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    if not frames or _ours(frames[-1]):
+        return frames[0] if frames else None
+    kept = [f for f in frames if not _ours(f)]
+    for one, after in zip(kept, [*kept[1:], None], strict=True):
+        one.tb_next = after
+    return kept[0] if kept else None
+
+
+def _ours(tb: types.TracebackType) -> bool:
+    path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return path in _OURS or path.startswith(_PACKAGE)
 
 
 def _die_of_sigint() -> NoReturn:

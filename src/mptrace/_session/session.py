@@ -31,6 +31,7 @@ from mptrace._session import echo as _echo
 from mptrace._session import env as _env
 from mptrace._session import exit as _exit
 from mptrace._session import launch as _launch
+from mptrace._session import waited as _waited
 from mptrace._session.joined import JoinedSession, joins_another
 from mptrace._session.options import (
     check_processors,
@@ -170,7 +171,8 @@ class Session:
         # the children log until they end still reaches the listener.
         _exit.finalise_stdlib()
         bound = self.listener_config.shutdown_timeout
-        _exit.say_still_running(_exit.wait_children(bound, servers=True), bound)
+        still = _exit.wait_children(bound, servers=True)
+        _waited.still_running(still, bound, self.listener_config)
         self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -233,7 +235,8 @@ class Session:
         # them (not for a manager or an executor, which outlive the block).
         if os.getpid() == self.owner_pid and self.active:
             bound = self.listener_config.shutdown_timeout
-            _exit.say_still_running(_exit.wait_children(bound, servers=False), bound)
+            still = _exit.wait_children(bound, servers=False)
+            _waited.still_running(still, bound, self.listener_config)
         self.shutdown()
 
     def __repr__(self) -> str:
@@ -258,6 +261,7 @@ def init(
     block_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
     traces: str | None = None,
+    stacks_signal: int | str | None = "default",
 ) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
@@ -296,6 +300,10 @@ def init(
             top-level unit of work (a child process, a ``Pool.map``, a
             top-level ``@traced`` call) a trace of its own, linked to the
             run's span: for long-running services.
+        stacks_signal: The signal on which each process writes the stacks
+            of its threads for ``mptrace stacks`` (a name or number; by
+            default ``MPTRACE_STACKS_SIGNAL``, else SIGUSR2); ``None`` or 0
+            takes no signal and no stacks (docs/debugging.md).
 
     Raises:
         ConfigurationError: A setting is not one mptrace can use.
@@ -306,6 +314,7 @@ def init(
         return JoinedSession()
     instrument_ = _env.instrument(instrument)
     traces_ = _env.traces(traces)
+    stacks_ = _env.stacks_signal(stacks_signal)
     listener_config = ListenerConfig(
         service_name=service_name or _otel_guest.service_name(default_service_name),
         exporters=_otel_guest.with_program_pipeline(
@@ -314,6 +323,8 @@ def init(
         processors=check_processors(processors),
         owner_pid=os.getpid(),
         shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
+        stacks_signal=stacks_,
+        run_id=str(uuid.uuid4()),
     )
     child_config = ChildConfig(
         address="",
@@ -321,12 +332,13 @@ def init(
         level=_env.level(level),
         block_timeout=parse_timeout("block_timeout", block_timeout),
         structlog=bool(structlog),
-        session_id=str(uuid.uuid4()),
+        session_id=listener_config.run_id,
         redact_keys=redact_keys(redact),
         tracing=bool(tracing),
         service_name=listener_config.service_name,
         sample_interval=parse_timeout("sample_interval", sample_interval),
         console=any(s.name == "console" for s in listener_config.exporters),
+        stacks_signal=stacks_,
     )
     with _lock:
         if (
