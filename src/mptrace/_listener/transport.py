@@ -19,7 +19,6 @@ whose stream it is): the router gets each frame's kind, flags and body
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import queue
@@ -31,7 +30,15 @@ from typing import Any, Protocol
 
 from mptrace._listener.frames import FrameReader
 from mptrace._schema import events as _events
-from mptrace._schema.handshake import Waiting, confirm, refuse, take_pipe
+from mptrace._schema.handshake import (
+    Waiting,
+    confirm,
+    peer_ended,
+    peer_pid,
+    refuse,
+    take_pipe,
+    why_refused,
+)
 
 READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
@@ -114,7 +121,7 @@ class Transport:
         self._accepting_again = 0.0
         self._said: set[str] = set()
         self._incoming = Waiting(HANDSHAKE_BACKLOG)
-        self._handshaken: queue.SimpleQueue[int | str] = queue.SimpleQueue()
+        self._handshaken: queue.SimpleQueue[int | str | None] = queue.SimpleQueue()
         self.handshakes_running = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -155,19 +162,13 @@ class Transport:
             sock = self._incoming.get()
             if sock is None:
                 return
+            pid = peer_pid(sock)
             try:
-                result: int | str = take_pipe(sock, self.authkey)
-            except (EOFError, ConnectionResetError, BrokenPipeError):
-                # Often a child that ended while connecting (a pool worker
-                # terminated): not necessarily a peer without the key.
-                result = "was closed before its handshake finished"
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    result = "could not be taken: out of file descriptors"
-                else:
-                    result = f"failed authentication ({exc.__class__.__name__}: {exc})"
+                result: int | str | None = take_pipe(sock, self.authkey)
             except Exception as exc:
-                result = f"failed authentication ({exc.__class__.__name__}: {exc})"
+                # A child terminated or exiting while it connected (a pool's
+                # worker at terminate()) is a child that ended: no news.
+                result = None if peer_ended(pid) else why_refused(exc)
             # Queued before the writer hears 'k': a flush the writer asks for
             # next finds this stream.
             self._handshaken.put(result)
@@ -191,6 +192,8 @@ class Transport:
             except queue.Empty:
                 return
             self.handshakes_running -= 1
+            if item is None:
+                continue
             if isinstance(item, str):
                 self._refuse(item)
                 continue
