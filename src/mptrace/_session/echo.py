@@ -24,6 +24,9 @@ from mptrace._participant import forksafe as _forksafe
 
 T = TypeVar("T")
 
+#: Bytes of one unfinished line the relay holds back before it copies them anyway.
+RELAY_HOLD = 1 << 20
+
 
 def wanted() -> bool:
     """``sys.stderr`` is not file descriptor 2 (or has none)."""
@@ -46,6 +49,7 @@ class StderrRelay:
         self._wake_r, self._wake_w = os.pipe()
         self._pausing = self._paused = self._closed = False
         self._close_at_end = False
+        self._rest = b""  # the start of a line whose end has not come
         _forksafe.register(self)
         self._thread = self._start()
 
@@ -78,8 +82,17 @@ class StderrRelay:
         except OSError:
             return False
         if not data:
+            self._put(self._rest)  # the end: a last line without its newline
+            self._rest = b""
             return False
-        self._put(data)
+        # Whole lines only: a line cut between two reads would let the
+        # program's own next write land in its middle.
+        data = self._rest + data
+        end = data.rfind(b"\n") + 1
+        if not end and len(data) >= RELAY_HOLD:
+            end = len(data)  # a line this long goes as it is
+        self._rest = data[end:]
+        self._put(data[:end])
         return True
 
     def _put(self, data: bytes) -> None:
