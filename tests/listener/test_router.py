@@ -307,7 +307,7 @@ class TestStartTwice:
         listeners = [
             p
             for p in psutil.Process().children()
-            if "mptrace._listener.router" in " ".join(p.cmdline())
+            if "mptrace._listener.main" in " ".join(p.cmdline())
         ]
         assert [p.pid for p in listeners] == [pid]
         logging.getLogger("app").warning("once")
