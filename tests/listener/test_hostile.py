@@ -8,6 +8,7 @@ writer the real reason, and lets real children in as soon as it can.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import resource
 import socket
@@ -17,7 +18,7 @@ import sys
 import psutil
 import pytest
 from conftest import logs_of, read_jsonl
-from workers import log_n, log_while_the_listener_is_full
+from workers import log_n, log_while_the_listener_is_full, square
 
 import mptrace
 from mptrace._listener import transport as _transport
@@ -182,3 +183,20 @@ class TestFloods:
         bound = _handshake.HANDSHAKE_TIMEOUT + _transport.HANDSHAKE_GRACE + 1.0
         assert elapsed < bound, elapsed
         assert session._proc.returncode == 0, "the listener had to be killed"
+
+
+class TestChildrenThatEnd:
+    def test_pool_workers_terminated_while_connecting_are_not_refused(
+        self, start_method, jsonl, capfd
+    ):
+        """50 Pools run and closed: a worker the pool terminates during its
+        handshake is a child that ended, not a refused connection (about one
+        run in four used to end with "1 connections refused")."""
+        ctx = multiprocessing.get_context(start_method)
+        with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+            for _ in range(50):
+                with ctx.Pool(2) as pool:
+                    assert pool.map(square, range(4)) == [0, 1, 4, 9]
+        assert "refused" not in capfd.readouterr().err
+        warnings = _own_warnings(read_jsonl(jsonl))
+        assert not [w for w in warnings if "refused" in w], warnings

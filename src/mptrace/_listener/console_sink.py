@@ -7,9 +7,11 @@ a running map.
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from mptrace._listener.endings import Endings
@@ -165,6 +167,25 @@ class ConsoleSink:
             self._write(table + "\n")
 
     def _write(self, text: str) -> None:
+        """Whole lines, in writes the program's own cannot land inside.
+
+        The program writes to the same terminal or pipe. A write of up to
+        PIPE_BUF bytes to a pipe is never interleaved with another's; a
+        longer one is, wherever the pipe fills, and the stream's buffer
+        would cut lines at its own size. So the text goes out as whole
+        lines, each write at most PIPE_BUF where a line fits.
+        """
+        fd = _fileno(self.stream)
+        if fd is None:
+            self._write_text(text)
+            return
+        self.stream.flush()  # what the progress line left in it goes first
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        data = text.encode(encoding, "backslashreplace")
+        for chunk in whole_lines(data, select.PIPE_BUF):
+            _write_all(fd, chunk)
+
+    def _write_text(self, text: str) -> None:
         try:
             self.stream.write(text)
         except UnicodeEncodeError:
@@ -198,6 +219,38 @@ class ConsoleSink:
         self.order.close(min(timeout, 1.0))
         self._stop_progress()
         self._flush_stream()
+
+
+def whole_lines(data: bytes, limit: int) -> Iterator[bytes]:
+    """*data* in pieces that end at a line's end, each at most *limit* bytes
+    unless one line alone is longer."""
+    start, size = 0, len(data)
+    while start < size:
+        end = start + limit
+        if end >= size:
+            yield data[start:]
+            return
+        cut = data.rfind(b"\n", start, end) + 1
+        if cut <= start:  # one line longer than limit: whole, in one write
+            cut = data.find(b"\n", end) + 1 or size
+        yield data[start:cut]
+        start = cut
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:  # a non-blocking stderr: wait for room
+            select.select([], [fd], [], 1.0)
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation
+        return None
 
 
 def _rank(event: Event) -> int:

@@ -8,6 +8,10 @@ listener to die with the program, every record still in a pipe, and every
 "stopping" record the program's own handlers log, would be lost. So it
 ignores them, drains every stream that is still open, writes and syncs its
 files, removes the session folder if its owner is gone, and exits.
+
+When the owner's session ends while other processes still write (a
+manager's server, a reusable executor's workers), the listener stays on
+for them, and removes the session folder itself when the last one is done.
 """
 
 from __future__ import annotations
@@ -63,5 +67,5 @@ def bootstrap() -> None:
     except KeyboardInterrupt:
         pass
     router.finish()
-    if transport.owner_gone:
+    if transport.owner_gone or transport.lingering:  # no owner left to do it
         _remove_session_dir(cfg)

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import OrderedDict
 from typing import Any
 
+from mptrace._listener.problems import Problems
+from mptrace._listener.problems import sink_name as _name
+from mptrace._listener.problems import stderr as _stderr
 from mptrace._listener.proctable import ProcessTable
 from mptrace._listener.registry import build as build_sink
 from mptrace._listener.stacks import StackTaker
@@ -103,6 +105,8 @@ class Router:
         self.pid = os.getpid()
         self.seq = 0
         self.stacks = StackTaker(cfg, transport, lambda e: self._emit(None, None, e))
+        self.settled = False  # the owner has gone on; see settle()
+        self.problems = Problems()
 
     # -- the listener's own voice ------------------------------------------
 
@@ -320,37 +324,58 @@ class Router:
 
     # -- the end ---------------------------------------------------------------
 
-    def finish(self) -> None:
+    def settle(self) -> None:
+        """The owner's session ends while other processes still write (a
+        manager's server, a pool or executor left open, a daemon): everything
+        so far goes to the sinks, the end is said, and the owner goes on
+        (``d`` on the status pipe). What those processes log later follows,
+        and :meth:`finish` runs once the last of their streams has closed."""
+        self._settle_sinks()
+        self.settled = True
+        if self.ack_fd is not None:
+            try:
+                os.write(self.ack_fd, b"d")
+            except OSError:
+                pass
+
+    def _settle_sinks(self) -> None:
         for pid in list(self.held):
             self._release(pid)
-        self.transport.close()
         self._flush_batch()
         rows = self.table.summary()
         if rows:
             for sink in self.sinks:
                 self._call(sink, getattr(sink, "summary", None), rows)
-        problems = []
-        lost = self.transport.total_lost
-        if lost:
-            problems.append(f"{lost} record{'' if lost == 1 else 's'} lost")
-        if self.transport.refused:
-            problems.append(f"{self.transport.refused} connections refused")
-        failures = sum(self.sink_errors.values())
-        if failures:
-            problems.append(f"{failures} batches an exporter failed to take")
+        for sink in self.sinks:
+            self._call(sink, getattr(sink, "force_flush", None))
+        self._say_problems()
+
+    def finish(self) -> None:
+        if not self.settled:
+            self._settle_sinks()
+        for pid in list(self.held):
+            self._release(pid)
+        self.transport.close()
+        self._flush_batch()
         for sink in self.sinks:
             stop = getattr(sink, "shutdown", None)
             try:
                 if stop is not None:
                     stop(self.cfg.shutdown_timeout)
             except Exception as exc:
-                problems.append(f"exporter {_name(sink)} failed to shut down: {exc!r}")
-            dropped = getattr(sink, "dropped", 0)
-            if dropped:
-                what = getattr(sink, "dropped_what", "events")
-                problems.append(f"{dropped} {what} dropped by {_name(sink)}")
-        if problems:
-            _stderr("mptrace: at shutdown: " + "; ".join(problems) + ".\n")
+                why = f"exporter {_name(sink)} failed to shut down: {exc!r}"
+                self.problems.extra[why] = 1
+        self._say_problems()
+
+    def _say_problems(self) -> None:
+        counts = {
+            "lost": self.transport.total_lost,
+            "refused": self.transport.refused,
+            "failed": sum(self.sink_errors.values()),
+        }
+        for sink in self.sinks:
+            counts[f"dropped {_name(sink)}"] = getattr(sink, "dropped", 0) or 0
+        self.problems.say(counts, self.sinks)
 
 
 def _built(spec: Any, cfg: ListenerConfig) -> Any:
@@ -363,16 +388,3 @@ def _built(spec: Any, cfg: ListenerConfig) -> Any:
             f"The exporter {spec.name!r} could not be built: "
             f"{type(exc).__name__}: {exc}"
         ) from None
-
-
-def _name(sink: Any) -> str:
-    name = getattr(sink, "name", None)
-    return name if isinstance(name, str) else type(sink).__name__
-
-
-def _stderr(text: str) -> None:
-    try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-    except (OSError, ValueError):  # pragma: no cover
-        pass

@@ -8,6 +8,9 @@
     a frame's sequence number skips ──▶ the gap is counted as lost
     EOF ──▶ an unfinished frame is counted as lost; the router is told
     owner gone (pidfd, or getppid) ──▶ drain what is there, stop
+    owner's shutdown ──▶ drain; streams still open (a manager's server, a
+        reusable executor's workers) ──▶ the owner goes on, read them until
+        the last one closes, stop
 
 Nothing here looks inside a frame's JSON but a stream's first (``hello``:
 whose stream it is): the router gets each frame's kind, flags and body
@@ -16,7 +19,6 @@ whose stream it is): the router gets each frame's kind, flags and body
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import queue
@@ -28,7 +30,15 @@ from typing import Any, Protocol
 
 from mptrace._listener.frames import FrameReader
 from mptrace._schema import events as _events
-from mptrace._schema.handshake import Waiting, confirm, refuse, take_pipe
+from mptrace._schema.handshake import (
+    Waiting,
+    confirm,
+    peer_ended,
+    peer_pid,
+    refuse,
+    take_pipe,
+    why_refused,
+)
 
 READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
@@ -83,6 +93,7 @@ class Router(Protocol):
     def on_end(self, peer: Peer) -> None: ...
     def on_idle(self) -> None: ...
     def on_tick(self) -> None: ...
+    def settle(self) -> None: ...
     @property
     def waiting_to_flush(self) -> bool: ...
     def report(self, level: str, message: str, **fields: Any) -> None: ...
@@ -101,6 +112,7 @@ class Transport:
         self.total_lost = 0
         self.refused = 0
         self.draining = False
+        self.lingering = False  # the owner went on; others still write
         self.deadline = float("inf")
         self.handshakes_until = 0.0
         self.last_data = time.monotonic()
@@ -109,7 +121,7 @@ class Transport:
         self._accepting_again = 0.0
         self._said: set[str] = set()
         self._incoming = Waiting(HANDSHAKE_BACKLOG)
-        self._handshaken: queue.SimpleQueue[int | str] = queue.SimpleQueue()
+        self._handshaken: queue.SimpleQueue[int | str | None] = queue.SimpleQueue()
         self.handshakes_running = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -150,19 +162,13 @@ class Transport:
             sock = self._incoming.get()
             if sock is None:
                 return
+            pid = peer_pid(sock)
             try:
-                result: int | str = take_pipe(sock, self.authkey)
-            except (EOFError, ConnectionResetError, BrokenPipeError):
-                # Often a child that ended while connecting (a pool worker
-                # terminated): not necessarily a peer without the key.
-                result = "was closed before its handshake finished"
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    result = "could not be taken: out of file descriptors"
-                else:
-                    result = f"failed authentication ({exc.__class__.__name__}: {exc})"
+                result: int | str | None = take_pipe(sock, self.authkey)
             except Exception as exc:
-                result = f"failed authentication ({exc.__class__.__name__}: {exc})"
+                # A child terminated or exiting while it connected (a pool's
+                # worker at terminate()) is a child that ended: no news.
+                result = None if peer_ended(pid) else why_refused(exc)
             # Queued before the writer hears 'k': a flush the writer asks for
             # next finds this stream.
             self._handshaken.put(result)
@@ -186,6 +192,8 @@ class Transport:
             except queue.Empty:
                 return
             self.handshakes_running -= 1
+            if item is None:
+                continue
             if isinstance(item, str):
                 self._refuse(item)
                 continue
@@ -299,9 +307,13 @@ class Transport:
             return True
         if self.handshakes_running and now < self.handshakes_until:
             return False  # a child connecting now; a silent peer waits in vain
-        if not [p for p in self.peers.values() if p.pid != self.owner_pid]:
+        if not self.others_open():
             return True
         return idle and now - self.last_data >= DRAIN_IDLE
+
+    def others_open(self) -> bool:
+        """A stream of a process other than the owner is still open."""
+        return any(p.pid != self.owner_pid for p in self.peers.values())
 
     def read_available(self, seconds: float) -> None:
         """Read what every stream holds now, for *seconds* at most (a flush)."""
@@ -316,7 +328,11 @@ class Transport:
         self._watch()
         select = self.sel.select
         while True:
-            soon = self.draining or router.waiting_to_flush or self._accepting_again
+            soon = (
+                (self.draining and not self.lingering)
+                or router.waiting_to_flush
+                or self._accepting_again
+            )
             ready = select(FLUSH_TICK if soon else IDLE_TICK)
             most = 0
             for key, _ in ready:
@@ -339,8 +355,17 @@ class Transport:
             if not self.draining and not self._owner_alive():
                 self.owner_gone = True
                 self.begin_drain(ORPHAN_DRAIN)
-            if self.draining and self._done_draining(idle=not ready):
-                break
+            if self.lingering:
+                if not self.others_open():
+                    break
+            elif self.draining and self._done_draining(idle=not ready):
+                if self.owner_gone or not self.others_open():
+                    break
+                # A manager's server, a pool or executor left open, a daemon:
+                # the owner need not wait for them, and what they log until
+                # they end still arrives.
+                self.lingering = True
+                router.settle()
             if 0 < most < SMALL_READ and not self.draining:
                 time.sleep(BATCH_PAUSE)
 

@@ -29,6 +29,7 @@ from structlog.dev import (
     LogLevelColumnFormatter,
 )
 
+from mptrace._render.cut import cut
 from mptrace._render.palette import FAIL_MARK, Palette
 from mptrace._render.term import use_colours
 from mptrace._schema import events as _events
@@ -51,20 +52,7 @@ LEVEL_STYLES = {
 
 # What the console shows as columns of its own, or not at all.
 _HIDDEN = frozenset(
-    (
-        "kind",
-        "ts",
-        "pid",
-        "ppid",
-        "seq",
-        "run",
-        "process",
-        "exc",
-        "stack",
-        "trace_id",
-        "span_id",
-        "echoed",
-    )
+    "kind ts pid ppid seq run process exc stack trace_id span_id echoed".split()
 )
 
 
@@ -104,7 +92,11 @@ def format_ts(ts_ns: object) -> str:
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else repr(value)
+    return cut(value if isinstance(value, str) else repr(value))
+
+
+def _str(value: object) -> str:
+    return cut(str(value))
 
 
 def make_console_renderer(
@@ -141,7 +133,7 @@ def make_console_renderer(
                 key_style=None,
                 value_style=BRIGHT if colours else "",
                 reset_style=reset,
-                value_repr=str,
+                value_repr=_str,
                 width=30,
             ),
         ),
@@ -170,10 +162,10 @@ def make_console_renderer(
             if key not in _HIDDEN and key not in view and key != "logger":
                 view[key] = value
         if event.get("stack"):
-            view["stack"] = event["stack"]
+            view["stack"] = cut(str(event["stack"]))
         exc = event.get("exc")
         if isinstance(exc, dict) and exc.get("traceback"):
-            view["exception"] = exc["traceback"].rstrip("\n")
+            view["exception"] = cut(str(exc["traceback"]).rstrip("\n"))
         return renderer(None, str(view["level"]), view)
 
     return render

@@ -166,6 +166,64 @@ def take_pipe(sock: socket.socket, authkey: bytes) -> int:
     return fds[0]  # the caller confirms with confirm(sock) once it holds it
 
 
+#: ``PF_EXITING`` in ``/proc/PID/stat``'s flags: set as a process begins to
+#: exit, before its descriptors are closed.
+_PF_EXITING = 0x4
+
+
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process that connected *sock*, where the system says it."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid = int(struct.unpack("3i", creds)[0])
+    return pid if pid > 0 else None
+
+
+def peer_ended(pid: int | None) -> bool:
+    """True when the process *pid* has exited or is exiting.
+
+    A child that is terminated or exits while it connects (a pool's worker
+    at ``terminate()``) closes its end mid-handshake: that is a child that
+    ended, not a peer without the key. When the listener sees the close, the
+    kernel has marked the process as exiting already, so no wait is needed.
+    """
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True  # gone and reaped
+    except OSError:  # no /proc here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        state, flags = fields[0], int(fields[6])
+    except (IndexError, ValueError):
+        return False
+    return state in (b"Z", b"X", b"x") or bool(flags & _PF_EXITING)
+
+
+def why_refused(exc: Exception) -> str:
+    """Why a handshake that raised *exc* failed, as the listener's warning says it."""
+    if isinstance(exc, (EOFError, ConnectionResetError, BrokenPipeError)):
+        return "was closed before its handshake finished"
+    if isinstance(exc, OSError) and exc.errno in _OUT_OF_FDS:
+        return "could not be taken: out of file descriptors"
+    return f"failed authentication ({exc.__class__.__name__}: {exc})"
+
+
 def confirm(sock: socket.socket) -> None:
     """Tell the writer its pipe is in the listener's hands (the ``k``)."""
     try:

@@ -7,7 +7,8 @@ nothing written to fd 2 reaches what the person sees. Then the listener's
 stderr is a pipe, and one thread of the program copies it to ``sys.stderr``
 as it comes. The thread is paused across forks (``_participant.forksafe``);
 ``drain`` copies what is there at once (``force_flush``), ``close`` reads to
-the end after the listener has exited.
+the end after the listener has exited; a listener that stays on after the
+session (for a manager's server, say) is copied until it exits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any, TextIO, TypeVar
 from mptrace._participant import forksafe as _forksafe
 
 T = TypeVar("T")
+
+#: Bytes of one unfinished line the relay holds back before it copies them anyway.
+RELAY_HOLD = 1 << 20
 
 
 def wanted() -> bool:
@@ -44,6 +48,8 @@ class StderrRelay:
         self._lock = threading.Lock()  # one copier at a time
         self._wake_r, self._wake_w = os.pipe()
         self._pausing = self._paused = self._closed = False
+        self._close_at_end = False
+        self._rest = b""  # the start of a line whose end has not come
         _forksafe.register(self)
         self._thread = self._start()
 
@@ -58,8 +64,10 @@ class StderrRelay:
             if self._wake_r in ready:
                 os.read(self._wake_r, 64)
                 continue
-            if not self._copy():
-                return  # the listener's end is closed
+            if not self._copy():  # the listener's end is closed
+                if self._close_at_end:
+                    self._close_fds()
+                return
 
     def _copy(self) -> bool:
         """Copy one chunk; False at the end of the pipe."""
@@ -74,13 +82,27 @@ class StderrRelay:
         except OSError:
             return False
         if not data:
+            self._put(self._rest)  # the end: a last line without its newline
+            self._rest = b""
             return False
+        # Whole lines only: a line cut between two reads would let the
+        # program's own next write land in its middle.
+        data = self._rest + data
+        end = data.rfind(b"\n") + 1
+        if not end and len(data) >= RELAY_HOLD:
+            end = len(data)  # a line this long goes as it is
+        self._rest = data[end:]
+        self._put(data[:end])
+        return True
+
+    def _put(self, data: bytes) -> None:
+        if not data:
+            return
         try:
             self.target.write(data.decode("utf-8", "replace"))
             self.target.flush()
         except Exception:  # the program's stream is gone: nowhere to say it
             pass
-        return True
 
     def drain(self) -> None:
         """Copy whatever the pipe holds now, without waiting for more.
@@ -117,6 +139,23 @@ class StderrRelay:
         _forksafe.end_thread(self._thread, timeout)
         while select.select([self.fd], [], [], 0)[0] and self._copy():
             pass
+        for fd in (self.fd, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def close_at_end(self) -> None:
+        """The listener stays on after the session, for processes that still
+        write: copy what it says until it exits, then close, from the thread."""
+        self.drain()
+        self._close_at_end = True
+        if not self._thread.is_alive() and not self._paused:
+            self.close()
+
+    def _close_fds(self) -> None:
+        _forksafe.unregister(self)
+        self._closed = True
         for fd in (self.fd, self._wake_r, self._wake_w):
             try:
                 os.close(fd)

@@ -6,10 +6,13 @@ pools and joins non-daemon children. mptrace's hook does those steps itself
 first, in the same order, so that it neither waits on a ``Manager`` that
 only the stdlib would stop (a hang) nor stops the listener while a child
 still logs (lost records): the stdlib's finalisers of priority ≥ 0, then
-the non-daemon children, bounded by ``shutdown_timeout``. Leaving a ``with
-mptrace.init()`` block waits for the children the program started itself,
-but not for servers (a manager, an executor's workers) that end only when
-their owner shuts them down.
+the non-daemon children, bounded by ``shutdown_timeout``.
+
+Neither the exit nor leaving a ``with mptrace.init()`` block waits for a
+server: a manager's process, a pool's or an executor's workers (loky's
+too), which end only when their owner stops them, nor for a daemon. The
+listener stays on for whatever streams are still open and ends by itself
+when the last one closes, so what those processes log later still arrives.
 """
 
 from __future__ import annotations
@@ -18,33 +21,41 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import sys
+import threading
 import time
 from collections.abc import Iterable
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 _log = logging.getLogger("mptrace.session")
 
 
-def _servers() -> list[Any]:
-    """Targets of processes that serve until their owner stops them, of the
-    modules the program imported (no module, no such process)."""
-    found: list[Any] = []
-    managers = sys.modules.get("multiprocessing.managers")
-    if managers is not None:
-        found.append(managers.BaseManager._run_server.__func__)
-    executors = sys.modules.get("concurrent.futures.process")
-    if executors is not None:
-        found.append(executors._process_worker)
-    pools = sys.modules.get("multiprocessing.pool")
-    if pools is not None:
-        found.append(pools.worker)
+def _held_by_owners() -> set[int]:
+    """Ids of the children an object of the program stops when it is done
+    with them: a manager's server and a pool's workers (each named by a
+    stdlib finaliser registered for exit), an executor's workers (held by
+    its manager thread, the stdlib's or loky's).
+
+    Found through their owners, not their targets: ``Process.start()``
+    deletes ``_target`` (bpo-30775), so a started server cannot say what it runs.
+    """
+    found: set[int] = set()
+    registry = getattr(multiprocessing.util, "_finalizer_registry", {})
+    for finaliser in list(registry.values()):
+        for arg in getattr(finaliser, "_args", None) or ():
+            if isinstance(arg, BaseProcess):
+                found.add(id(arg))
+            elif isinstance(arg, list):  # a pool's workers, grown in place
+                found.update(id(p) for p in list(arg) if isinstance(p, BaseProcess))
+    for thread in threading.enumerate():
+        processes = getattr(thread, "processes", None)
+        if type(thread).__name__ == "_ExecutorManagerThread" and isinstance(
+            processes, dict
+        ):
+            found.update(
+                id(p) for p in list(processes.values()) if isinstance(p, BaseProcess)
+            )
     return found
-
-
-def is_server(process: Any) -> bool:
-    """True for a manager's server process or a pool's or executor's worker."""
-    target = getattr(process, "_target", None)
-    return getattr(target, "__func__", target) in _servers()
 
 
 def finalise_stdlib() -> None:
@@ -58,17 +69,19 @@ def finalise_stdlib() -> None:
         _log.warning("a multiprocessing finaliser failed at exit: %r", exc)
 
 
-def wait_children(bound: float, servers: bool) -> list[Any]:
+def wait_children(bound: float) -> list[Any]:
     """Join the running non-daemon children within *bound* seconds in all.
 
-    Returns those still running then. *servers* False leaves out manager
-    server processes and executor workers.
+    Returns those still running then. Servers (a manager's, a pool's or an
+    executor's workers) are not waited for: they end when their owner stops
+    them, which may be long after; the listener stays for their streams.
     """
     deadline = time.monotonic() + bound
+    held = _held_by_owners()
     waiting = [
         p
         for p in multiprocessing.active_children()
-        if not p.daemon and (servers or not is_server(p))
+        if not p.daemon and id(p) not in held
     ]
     for p in waiting:
         p.join(max(0.0, deadline - time.monotonic()))
@@ -86,9 +99,10 @@ def say_still_running(processes: list[Any], bound: float) -> None:
     n = len(processes)
     sys.stderr.write(
         f"mptrace: warning: {n} child process{'es' if n > 1 else ''} still "
-        f"running after {bound:g} s, when the session ended; what "
-        f"{'they log' if n > 1 else 'it logs'} from now on goes to stderr: "
-        f"{describe(processes)}\n"
+        f"running after {bound:g} s, when the session ended: "
+        f"{describe(processes)}; {'their spans end' if n > 1 else 'its span ends'} "
+        f"as running, what {'they log' if n > 1 else 'it logs'} until "
+        f"{'they end' if n > 1 else 'it ends'} still arrives\n"
     )
 
 

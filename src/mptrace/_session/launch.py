@@ -123,33 +123,49 @@ def confirm(proc: subprocess.Popen[bytes], status_r: int) -> None:
         raise
 
 
-def wait(proc: subprocess.Popen[bytes], bound: float) -> None:
-    """Wait *bound* seconds for the listener to stop, then kill it, saying so.
+def wait(proc: subprocess.Popen[bytes], bound: float, status_r: int | None) -> bool:
+    """Wait *bound* seconds for the listener to stop or to say ``d``, then
+    kill it, saying so.
 
-    On a pidfd where there is one: ``Popen.wait(timeout)`` polls with sleeps
-    that add up to ~15 ms past the listener's exit.
+    ``d`` on the status pipe: everything so far is in the sinks, and the
+    listener stays on for processes that still write (a manager's server, a
+    reusable executor's workers); it then stops by itself when the last of
+    their streams closes. Returns True in that case. On a pidfd where there
+    is one: ``Popen.wait(timeout)`` polls with sleeps that add up to ~15 ms
+    past the listener's exit.
     """
+    deadline = time.monotonic() + bound
+    watched = [] if status_r is None else [status_r]
     try:
-        _exited(proc.pid, bound)
-        proc.wait(bound)
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None  # the status pipe's end says it: it closes at the exit
+    try:
+        while watched or pidfd is not None:
+            left = deadline - time.monotonic()
+            fds = watched + ([] if pidfd is None else [pidfd])
+            ready = select.select(fds, [], [], max(0.0, left))[0] if left > 0 else []
+            if not ready or pidfd in ready:
+                break
+            data = os.read(status_r, 64) if status_r is not None else b""
+            if b"d" in data:
+                return True
+            if not data:  # the listener closed it: it is exiting
+                watched = []
+                if pidfd is None:
+                    break
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         sys.stderr.write(
             f"mptrace: warning: the listener did not stop within {bound:.0f} s; "
             "killed it.\n"
         )
         kill(proc)
-
-
-def _exited(pid: int, bound: float) -> None:
-    """Block until *pid* exits or *bound* seconds pass (a pidfd, where there is one)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return  # Popen.wait does it
-    try:
-        select.select([fd], [], [], bound)
-    finally:
-        os.close(fd)
+    return False
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

@@ -49,6 +49,9 @@ _EXPORT_GRACE = 7.0
 
 _lock = threading.RLock()
 _session: Session | None = None
+#: Listeners that outlived their session's shutdown for processes still
+#: writing: reaped by the next init() once they have ended.
+_lingering: list[subprocess.Popen[bytes]] = []
 
 
 class Session:
@@ -171,12 +174,16 @@ class Session:
         # the children log until they end still reaches the listener.
         _exit.finalise_stdlib()
         bound = self.listener_config.shutdown_timeout
-        still = _exit.wait_children(bound, servers=True)
+        still = _exit.wait_children(bound)
         _waited.still_running(still, bound, self.listener_config)
         self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Drain every stream, flush every exporter, stop the listener.
+
+        Processes that outlive the session (a manager's server, a daemon)
+        are not waited for: the listener stays on until their last stream
+        closes, so what they log later still arrives.
 
         Idempotent; in any process but the owner it does nothing. Returns
         within *timeout* seconds (default: the session's ``shutdown_timeout``)
@@ -199,8 +206,14 @@ class Session:
             self._root.end()
             # Sent even after a fallback: the stream tries the listener again.
             part.send({"kind": SHUTDOWN, "process": "MainProcess"})
+        stays = False
         if self._proc is not None:
-            _launch.wait(self._proc, limit + _EXPORT_GRACE)
+            stays = _launch.wait(self._proc, limit + _EXPORT_GRACE, self._status)
+        if stays and self._proc is not None:
+            _lingering.append(self._proc)  # reaped by a later session
+            if self._relay is not None:  # copies what the listener still says
+                self._relay.close_at_end()
+            self._relay = None
         self._close_relay()
         if part is not None:
             _participant.leave(part)
@@ -212,7 +225,8 @@ class Session:
                 _session = None
         self._events = read_memory(self.listener_config.session_dir)
         self._close_status()
-        self._remove_dir()
+        if not stays:  # else the listener removes it when it ends: a child
+            self._remove_dir()  # starting now still finds the socket
 
     def _close_relay(self) -> None:
         relay, self._relay = self._relay, None
@@ -235,7 +249,7 @@ class Session:
         # them (not for a manager or an executor, which outlive the block).
         if os.getpid() == self.owner_pid and self.active:
             bound = self.listener_config.shutdown_timeout
-            still = _exit.wait_children(bound, servers=False)
+            still = _exit.wait_children(bound)
             _waited.still_running(still, bound, self.listener_config)
         self.shutdown()
 
@@ -312,6 +326,7 @@ def init(
     global _session
     if joins_another(_session):
         return JoinedSession()
+    _lingering[:] = [p for p in _lingering if p.poll() is None]
     instrument_ = _env.instrument(instrument)
     traces_ = _env.traces(traces)
     stacks_ = _env.stacks_signal(stacks_signal)
