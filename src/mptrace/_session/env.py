@@ -20,11 +20,22 @@ variable                  value                                   default
 from __future__ import annotations
 
 import os
+import secrets
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from mptrace._participant import otel_guest as _otel_guest
+from mptrace._schema.config import ChildConfig, ListenerConfig
 from mptrace._schema.stacks import DEFAULT_SIGNAL, parse_signal
-from mptrace._session.options import parse_exporters, parse_level
+from mptrace._session.options import (
+    check_processors,
+    default_service_name,
+    parse_exporters,
+    parse_level,
+    parse_timeout,
+    redact_keys,
+)
 from mptrace.exceptions import ConfigurationError
 from mptrace.sinks import SinkSpec
 
@@ -114,3 +125,55 @@ def stacks_signal(given: object) -> int:
         return _signal(given)
     found = _from_env("MPTRACE_STACKS_SIGNAL", _signal)
     return _signal(DEFAULT_SIGNAL) if found is None else found
+
+
+# configs() takes arguments of the same names as these.
+_exporters_of, _level_of, _stacks_signal_of = exporters, level, stacks_signal
+
+
+def configs(
+    *,
+    service_name: str | None,
+    exporters: Any,
+    level: Any,
+    redact: Any,
+    processors: Any,
+    structlog: bool,
+    tracing: bool,
+    sample_interval: float,
+    block_timeout: float,
+    shutdown_timeout: float,
+    stacks_signal: Any,
+) -> tuple[ListenerConfig, ChildConfig]:
+    """``init()``'s arguments and the environment, checked, as what the listener
+    and every child will be given (the child's address is filled in later).
+
+    Raises ConfigurationError, saying what is allowed.
+    """
+    stacks_ = _stacks_signal_of(stacks_signal)
+    listener_config = ListenerConfig(
+        service_name=service_name or _otel_guest.service_name(default_service_name),
+        exporters=_otel_guest.with_program_pipeline(
+            _exporters_of(exporters), os.getpid(), bool(tracing)
+        ),
+        processors=check_processors(processors),
+        owner_pid=os.getpid(),
+        shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
+        stacks_signal=stacks_,
+        run_id=str(uuid.uuid4()),
+    )
+    child_config = ChildConfig(
+        address="",
+        authkey=secrets.token_bytes(32),
+        level=_level_of(level),
+        block_timeout=parse_timeout("block_timeout", block_timeout),
+        structlog=bool(structlog),
+        session_id=listener_config.run_id,
+        redact_keys=redact_keys(redact),
+        tracing=bool(tracing),
+        service_name=listener_config.service_name,
+        sample_interval=parse_timeout("sample_interval", sample_interval),
+        console=any(s.name == "console" for s in listener_config.exporters),
+        stacks_signal=stacks_,
+    )
+    return listener_config, child_config

@@ -11,19 +11,16 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
-import secrets
 import select
 import shutil
 import subprocess
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mptrace._instrument import root as _root
 from mptrace._instrument import stdlib as _instrument
 from mptrace._listener.jsonl import read_memory
-from mptrace._participant import otel_guest as _otel_guest
 from mptrace._participant import participant as _participant
 from mptrace._schema.config import ChildConfig, ListenerConfig
 from mptrace._schema.events import FLUSH, SHUTDOWN
@@ -33,12 +30,6 @@ from mptrace._session import exit as _exit
 from mptrace._session import launch as _launch
 from mptrace._session import waited as _waited
 from mptrace._session.joined import JoinedSession, joins_another
-from mptrace._session.options import (
-    check_processors,
-    default_service_name,
-    parse_timeout,
-    redact_keys,
-)
 from mptrace._session.preload import preload_in_forkserver
 from mptrace.exceptions import MptraceError
 from mptrace.sinks import SinkSpec
@@ -174,8 +165,7 @@ class Session:
         # the children log until they end still reaches the listener.
         _exit.finalise_stdlib()
         bound = self.listener_config.shutdown_timeout
-        still = _exit.wait_children(bound)
-        _waited.still_running(still, bound, self.listener_config)
+        _waited.wait_children(bound, self.listener_config)
         self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -249,8 +239,7 @@ class Session:
         # them (not for a manager or an executor, which outlive the block).
         if os.getpid() == self.owner_pid and self.active:
             bound = self.listener_config.shutdown_timeout
-            still = _exit.wait_children(bound)
-            _waited.still_running(still, bound, self.listener_config)
+            _waited.wait_children(bound, self.listener_config)
         self.shutdown()
 
     def __repr__(self) -> str:
@@ -329,31 +318,18 @@ def init(
     _lingering[:] = [p for p in _lingering if p.poll() is None]
     instrument_ = _env.instrument(instrument)
     traces_ = _env.traces(traces)
-    stacks_ = _env.stacks_signal(stacks_signal)
-    listener_config = ListenerConfig(
-        service_name=service_name or _otel_guest.service_name(default_service_name),
-        exporters=_otel_guest.with_program_pipeline(
-            _env.exporters(exporters), os.getpid(), bool(tracing)
-        ),
-        processors=check_processors(processors),
-        owner_pid=os.getpid(),
-        shutdown_timeout=parse_timeout("shutdown_timeout", shutdown_timeout),
-        stacks_signal=stacks_,
-        run_id=str(uuid.uuid4()),
-    )
-    child_config = ChildConfig(
-        address="",
-        authkey=secrets.token_bytes(32),
-        level=_env.level(level),
-        block_timeout=parse_timeout("block_timeout", block_timeout),
-        structlog=bool(structlog),
-        session_id=listener_config.run_id,
-        redact_keys=redact_keys(redact),
-        tracing=bool(tracing),
-        service_name=listener_config.service_name,
-        sample_interval=parse_timeout("sample_interval", sample_interval),
-        console=any(s.name == "console" for s in listener_config.exporters),
-        stacks_signal=stacks_,
+    listener_config, child_config = _env.configs(
+        service_name=service_name,
+        exporters=exporters,
+        level=level,
+        redact=redact,
+        processors=processors,
+        structlog=structlog,
+        tracing=tracing,
+        sample_interval=sample_interval,
+        block_timeout=block_timeout,
+        shutdown_timeout=shutdown_timeout,
+        stacks_signal=stacks_signal,
     )
     with _lock:
         if (

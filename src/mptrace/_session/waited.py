@@ -26,3 +26,9 @@ def still_running(processes: list[Any], bound: float, cfg: ListenerConfig) -> No
             _stacks.ask(cfg.session_dir, ANSWER_WAIT, _stacks.WAITED)
         except OSError:  # no process took stacks: nothing to ask for
             pass
+
+
+def wait_children(bound: float, cfg: ListenerConfig) -> None:
+    """Join the children the end waits for (``exit.wait_children``); then say
+    which still run, with their stacks."""
+    still_running(_exit.wait_children(bound), bound, cfg)
