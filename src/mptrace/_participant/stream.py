@@ -18,7 +18,10 @@ later events to its *fallback* (the participant renders them on stderr)
 until it can reach the listener again: nothing is dropped and nothing blocks.
 What a dead listener never read from the pipe is counted, exactly, and said.
 A program that restored SIGPIPE's default action does not die of a dead
-listener: the write is made with SIGPIPE blocked.
+listener: the write is made with SIGPIPE blocked. A program that closed the
+stream's descriptor (and maybe opened a file under its number) gets no byte
+of it: the stream checks the descriptor before each write (``pipe``) and
+connects anew.
 
 A send that starts while this thread is already inside ``send`` (a signal
 handler that logs, a ``__repr__`` that logs while its record is encoded) is
@@ -36,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from mptrace._participant import pipe as _pipe
 from mptrace._participant.plain import safe_repr
 from mptrace._schema import events as _events
 from mptrace._schema.events import Event
@@ -90,20 +94,22 @@ class Stream:
         self._busy = False  # this thread is inside send (under _lock)
         self._pending: list[Event] = []
         self._fd: int | None = None
+        self._ours: Callable[[], bool] = _never  # is _fd still our pipe?
         self._failed = False
         self._retry_at = 0.0
         self._retry_wait = RETRY_AFTER
         self._seq = 0
         self.fallback_count = 0  # events handed to the fallback
         self.lost_count = 0  # events written to a pipe the listener never read
+        self.closed_count = 0  # times the program closed the stream's descriptor
         self._written = 0  # bytes written into the current pipe
         self._ends = array.array("Q", bytes(8 * RING))  # _written after seq % RING
 
     def after_fork_in_child(self) -> None:
         """The inherited pipe is the parent's: close our copy, start afresh."""
-        fd = self._fd
+        fd, ours = self._fd, self._ours()
         self._reset()
-        if fd is not None:
+        if fd is not None and ours:
             try:
                 os.close(fd)  # our descriptor only; the parent's stays open
             except OSError:
@@ -122,8 +128,8 @@ class Stream:
         """
         with self._lock:
             fd, self._fd = self._fd, None
-            if fd is not None:
-                if _reader_gone(fd):
+            if fd is not None and self._ours():
+                if _pipe.reader_gone(fd):
                     self._count_unread(fd, "at exit")
                 try:
                     os.close(fd)
@@ -165,6 +171,8 @@ class Stream:
         seq = event["seq"] = self._seq
         if self._fd is None:
             self._reach(event.get("kind") in _CONTROL)
+        elif not self._ours():  # one fcntl: see ``pipe`` for why and its price
+            self._closed_by_program()
         fd = self._fd
         if fd is not None:
             data = _encode(event)
@@ -207,6 +215,21 @@ class Stream:
                 f"it again ({self.fallback_count} events went to its stderr).\n"
             )
 
+    def _closed_by_program(self) -> None:
+        """The program closed our descriptor (daemonizing code closes them
+        all) and may have opened a file of its own under its number: forget
+        it, neither writing nor closing it, and connect anew at once. What
+        the pipe held before stays readable to the listener."""
+        fd, self._fd = self._fd, None
+        self.closed_count += 1
+        if self.closed_count == 1:
+            write_stderr(
+                f"mptrace: process {os.getpid()} found its stream's descriptor "
+                f"{fd} closed by the program; it connects to the listener anew "
+                "and never writes to that descriptor again.\n"
+            )
+        self._reach(True)
+
     def _connect(self) -> None:
         deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
         pause = 0.01
@@ -228,6 +251,7 @@ class Stream:
         except BaseException:
             os.close(fd)
             raise
+        self._ours = _pipe.claim(fd)
         self._fd = fd
         self._written = 0
 
@@ -268,7 +292,7 @@ class Stream:
 
     def _count_unread(self, fd: int, when: str) -> None:
         """Count the records still in a pipe whose reader died, and say so."""
-        unread = _unread_bytes(fd)
+        unread = _pipe.unread_bytes(fd)
         if unread <= 0:
             return
         start = self._written - unread  # the records ending past it were not read
@@ -289,7 +313,7 @@ class Stream:
         self._failed = True
         self._retry_at = time.monotonic() + self._retry_wait
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is not None and self._ours():  # never the program's descriptor
             try:
                 os.close(fd)
             except OSError:  # pragma: no cover
@@ -311,23 +335,8 @@ _take_signal = getattr(_signal, "sigtimedwait", None)  # not on macOS
 _PIPE_SET = {_SIGPIPE} if _SIGPIPE is not None else set()
 
 
-def _reader_gone(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(ev & select.POLLERR for _, ev in poller.poll(0))
-
-
-def _unread_bytes(fd: int) -> int:
-    """Bytes a pipe still holds (Linux reads this from either end)."""
-    try:
-        import fcntl
-        import termios
-
-        buf = array.array("i", [0])
-        fcntl.ioctl(fd, termios.FIONREAD, buf)
-        return buf[0]
-    except (ImportError, OSError):
-        return 0
+def _never() -> bool:
+    return False
 
 
 def _encode(event: Event) -> bytes:
