@@ -31,6 +31,7 @@ from mptrace._listener.proctable import ProcessTable
 from mptrace._listener.registry import build as build_sink
 from mptrace._listener.transport import Frame, Peer, Transport
 from mptrace._schema import events as _events
+from mptrace._schema import handshake as _handshake
 from mptrace._schema.config import ListenerConfig
 from mptrace._schema.events import Event
 from mptrace.exceptions import ConfigurationError
@@ -85,6 +86,9 @@ class Router:
             s for s in self.sinks if callable(getattr(s, "export_raw", None))
         ]
         self.dict_sinks = [s for s in self.sinks if s not in self.raw_sinks]
+        # Only files hold what they were given once flushed: a console's
+        # reorder buffer or an exporter's queue dies with this process.
+        _handshake.acknowledging = bool(self.sinks) and not self.dict_sinks
         self.processors = cfg.processors
         self._drop: type[BaseException] = _NeverRaised
         if self.processors:
@@ -231,6 +235,7 @@ class Router:
             self.waiting.pop(held.peer, None)
 
     def on_end(self, peer: Peer) -> None:
+        _handshake.release(peer.fd)
         if peer.pid in self.held:
             self._release(peer.pid)
         else:
@@ -263,12 +268,22 @@ class Router:
         for sink in self.sinks:
             tick = getattr(sink, "tick", None) or getattr(sink, "force_flush", None)
             self._call(sink, tick)
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        """Every frame read so far is in the files, but those held behind a
+        process span: tell each stream's writer, which then need not keep them."""
+        if _handshake.acknowledging:
+            for peer in list(self.transport.peers.values()):
+                if peer not in self.waiting:
+                    _handshake.acknowledge(peer.fd, peer.last_seq)
 
     def _answer_flush(self) -> None:
         self.transport.read_available(FLUSH_READ)
         self._flush_batch()
         for sink in self.sinks:
             self._call(sink, getattr(sink, "force_flush", None))
+        self._acknowledge()
         if self.ack_fd is not None:
             try:
                 os.write(self.ack_fd, b"f")
@@ -346,6 +361,7 @@ class Router:
             if dropped:
                 what = getattr(sink, "dropped_what", "events")
                 problems.append(f"{dropped} {what} dropped by {_name(sink)}")
+        self._acknowledge()  # all is in the files: nothing for a writer to give again
         if problems:
             _stderr("mptrace: at shutdown: " + "; ".join(problems) + ".\n")
 

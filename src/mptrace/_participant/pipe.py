@@ -23,6 +23,9 @@ The question is asked on every record, so its price was measured (2 cores,
 The mark is used where the kernel takes it (Linux, BSD, macOS), ``fstat``
 elsewhere. What remains is a race no check can close: another thread that
 closes and reopens the number between the check and the ``os.write``.
+
+The acknowledgement slot (``_schema.handshake``) is a descriptor of ours too
+(``Owned``): read only if it still is, and closed only then.
 """
 
 from __future__ import annotations
@@ -93,3 +96,30 @@ def unread_bytes(fd: int) -> int:
         return buf[0]
     except OSError:
         return 0
+
+
+def never() -> bool:
+    """The check of a stream with no descriptor."""
+    return False
+
+
+def close(fd: int, ours: Callable[[], bool]) -> None:
+    """Close *fd* unless the program closed it first (and may reuse the number)."""
+    if ours():
+        try:
+            os.close(fd)
+        except OSError:  # pragma: no cover - ours a moment ago
+            pass
+
+
+class Owned:
+    """A descriptor of ours (the acknowledgement slot), and whether it still is."""
+
+    __slots__ = ("fd", "ours")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.ours = claim(fd)
+
+    def close(self) -> None:
+        close(self.fd, self.ours)
