@@ -820,3 +820,33 @@ def slow_square(x: int, pause: float = 0.03) -> int:
 
 def square(x: int) -> int:
     return x * x
+
+
+def close_every_descriptor_then_log(folder: str, err_path: str) -> None:
+    """Log, close every descriptor from 3 up as daemonizing code does, open
+    files of the program's own (at least 12, and until one has taken the
+    stream's number), log again, then write and close the files."""
+    from mptrace._participant import participant as _participant
+
+    stderr_to(err_path)
+    log.info("before the close")
+    stream_fd = _participant.current().stream._fd
+    os.closerange(3, 4096)
+    fds: list[int] = []
+    while len(fds) < 12 or stream_fd not in fds:
+        path = os.path.join(folder, f"data{len(fds)}.txt")
+        fds.append(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for i in range(20):
+        log.info("after the close", extra={"i": i})
+    for fd in fds:
+        os.write(fd, b"the program's own data\n")
+        os.close(fd)
+
+
+def log_at_full_speed(n: int, tag: str, quarter, err_path: str) -> None:
+    """Log *n* numbered records as fast as possible; set *quarter* a quarter in."""
+    stderr_to(err_path)
+    for i in range(n):
+        log.info("fast", extra={"i": i, "tag": tag})
+        if i == n // 4:
+            quarter.set()

@@ -84,15 +84,12 @@ class TestListenerKilled:
 
 
 class TestLossIsCounted:
-    def test_records_a_killed_listener_never_read_are_counted_and_sigpipe_spares_the_child(
-        self, start_method, jsonl, tmp_path
-    ):
-        """The listener stops reading, the child writes 100 records, the listener
-        is SIGKILLed: the child (SIGPIPE at its default action) lives on, exits 0,
-        and says exactly 100 of its records were lost."""
+    def _kill_while_unread(self, start_method, exporters, tmp_path):
+        """The listener stops reading, the child writes 100 records, the
+        listener is SIGKILLed, the child logs once more: (child, its stderr)."""
         from workers import log_into_a_dying_listener
 
-        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        session = mptrace.init(exporters=exporters)
         ctx = mptrace.get_context(start_method)
         ready, stopped, written, killed = (ctx.Event() for _ in range(4))
         err_path = tmp_path / "child.err"
@@ -115,12 +112,86 @@ class TestLossIsCounted:
             session.shutdown()
         assert child.exitcode == 0, "the child died of SIGPIPE"
         err = err_path.read_text()
+        assert "after death" in err
+        return child, err
+
+    def test_records_a_killed_listener_never_wrote_follow_on_stderr(
+        self, start_method, jsonl, tmp_path
+    ):
+        """With files only, the listener acknowledges what is in them: the
+        child (SIGPIPE at its default action) lives on, exits 0, says that
+        exactly 100 of its records were not written, and gives them on stderr."""
+        child, err = self._kill_while_unread(start_method, [f"jsonl:{jsonl}"], tmp_path)
+        assert re.search(
+            rf"the listener died \(when it was found gone\) before writing 100 "
+            rf"records process {child.pid} had sent it; 100 follow on this stderr\.",
+            err,
+        ), err[-2000:]
+        given = sorted(int(i) for i in re.findall(r" unread .*\bi=(\d+)", err))
+        assert given == list(range(100)), err[-2000:]
+
+    def test_records_a_killed_listener_never_read_are_counted(
+        self, start_method, jsonl, tmp_path
+    ):
+        """A listener with a console does not acknowledge (its lines wait to be
+        ordered): the records it never read from the pipe are counted, exactly."""
+        child, err = self._kill_while_unread(
+            start_method, [f"jsonl:{jsonl}", "console"], tmp_path
+        )
         assert re.search(
             rf"the listener died before reading 100 records \(\d+ bytes\) "
             rf"process {child.pid} had sent it",
             err,
         ), err[-2000:]
-        assert "after death" in err
+
+
+class TestNothingLostSilently:
+    def test_every_record_of_a_killed_listener_is_in_the_file_on_stderr_or_counted(
+        self, start_method, jsonl, tmp_path
+    ):
+        """Four children log at full speed and the listener is SIGKILLed: each
+        child's every record is in the file, on its stderr (given again, or
+        sent there after), or in the number it says were lost."""
+        from workers import log_at_full_speed
+
+        n = 20_000
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        ctx = mptrace.get_context(start_method)
+        quarters = [ctx.Event() for _ in range(4)]
+        children = [
+            ctx.Process(
+                target=log_at_full_speed,
+                args=(n, f"c{i}", quarters[i], str(tmp_path / f"c{i}.err")),
+            )
+            for i in range(4)
+        ]
+        for p in children:
+            p.start()
+        try:
+            assert all(e.wait(60) for e in quarters)
+            os.kill(session.listener_pid, signal.SIGKILL)
+            session._proc.wait(10)
+            for p in children:
+                p.join(120)
+        finally:
+            session.shutdown()
+        events = read_jsonl(jsonl)
+        for i, p in enumerate(children):
+            assert p.exitcode == 0
+            in_file = {e["i"] for e in logs_of(events, pid=p.pid, event="fast")}
+            err = (tmp_path / f"c{i}.err").read_text()
+            on_stderr = {
+                int(m) for m in re.findall(rf" fast .*\bi=(\d+)\b.*tag=c{i}\b", err)
+            }
+            said_lost = sum(
+                int(m) for m in re.findall(r"(\d+) \(past the last \d+ bytes\)", err)
+            ) + sum(int(m) for m in re.findall(r"before reading (\d+) record", err))
+            missing = set(range(n)) - in_file - on_stderr
+            assert len(missing) == said_lost, (
+                p.name,
+                sorted(missing)[:20],
+                err[-1500:],
+            )
 
 
 class TestListenerComesBack:

@@ -198,8 +198,17 @@ def check(spec: object) -> SinkSpec:
 
 
 def build(spec: SinkSpec, cfg: ListenerConfig) -> Any:
-    """Make the sink *spec* names, in the listener."""
+    """Make the sink *spec* names, in the listener.
+
+    Raises ConfigurationError, whatever the sink's constructor raised.
+    """
     entry = REGISTRY.get(spec.name)
-    if entry is None:
-        return build_user(spec, cfg)
-    return entry.build(spec, cfg)
+    try:
+        return build_user(spec, cfg) if entry is None else entry.build(spec, cfg)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(
+            f"The exporter {spec.name!r} could not be built: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None

@@ -34,9 +34,9 @@ from mptrace._listener.registry import build as build_sink
 from mptrace._listener.stacks import StackTaker
 from mptrace._listener.transport import Frame, Peer, Transport
 from mptrace._schema import events as _events
+from mptrace._schema import handshake as _handshake
 from mptrace._schema.config import ListenerConfig
 from mptrace._schema.events import Event
-from mptrace.exceptions import ConfigurationError
 
 LISTENER_NAME = "mptrace-listener"
 #: Seconds a child's process span waits for the child's stream to end.
@@ -83,11 +83,14 @@ class Router:
         self.cfg = cfg
         self.transport = transport
         self.ack_fd = ack_fd
-        self.sinks = [_built(spec, cfg) for spec in cfg.exporters]
+        self.sinks = [build_sink(spec, cfg) for spec in cfg.exporters]
         self.raw_sinks = [
             s for s in self.sinks if callable(getattr(s, "export_raw", None))
         ]
         self.dict_sinks = [s for s in self.sinks if s not in self.raw_sinks]
+        # Only files hold what they were given once flushed: a console's
+        # reorder buffer or an exporter's queue dies with this process.
+        _handshake.acknowledging = bool(self.sinks) and not self.dict_sinks
         self.processors = cfg.processors
         self._drop: type[BaseException] = _NeverRaised
         if self.processors:
@@ -237,6 +240,7 @@ class Router:
             self.waiting.pop(held.peer, None)
 
     def on_end(self, peer: Peer) -> None:
+        _handshake.release(peer.fd)
         if peer.pid in self.held:
             self._release(peer.pid)
         else:
@@ -270,12 +274,22 @@ class Router:
         for sink in self.sinks:
             tick = getattr(sink, "tick", None) or getattr(sink, "force_flush", None)
             self._call(sink, tick)
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        """Every frame read so far is in the files, but those held behind a
+        process span: tell each stream's writer, which then need not keep them."""
+        if _handshake.acknowledging:
+            for peer in list(self.transport.peers.values()):
+                if peer not in self.waiting:
+                    _handshake.acknowledge(peer.fd, peer.last_seq)
 
     def _answer_flush(self) -> None:
         self.transport.read_available(FLUSH_READ)
         self._flush_batch()
         for sink in self.sinks:
             self._call(sink, getattr(sink, "force_flush", None))
+        self._acknowledge()
         if self.ack_fd is not None:
             try:
                 os.write(self.ack_fd, b"f")
@@ -365,6 +379,7 @@ class Router:
             except Exception as exc:
                 why = f"exporter {_name(sink)} failed to shut down: {exc!r}"
                 self.problems.extra[why] = 1
+        self._acknowledge()  # all is in the files: nothing for a writer to give again
         self._say_problems()
 
     def _say_problems(self) -> None:
@@ -376,15 +391,3 @@ class Router:
         for sink in self.sinks:
             counts[f"dropped {_name(sink)}"] = getattr(sink, "dropped", 0) or 0
         self.problems.say(counts, self.sinks)
-
-
-def _built(spec: Any, cfg: ListenerConfig) -> Any:
-    try:
-        return build_sink(spec, cfg)
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        raise ConfigurationError(
-            f"The exporter {spec.name!r} could not be built: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None

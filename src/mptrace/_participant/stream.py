@@ -16,9 +16,17 @@ another process. When the listener is gone (or stops reading for longer than
 ``block_timeout`` seconds), the stream says so once on stderr and hands
 later events to its *fallback* (the participant renders them on stderr)
 until it can reach the listener again: nothing is dropped and nothing blocks.
-What a dead listener never read from the pipe is counted, exactly, and said.
+What a dead listener had not yet put in its files is given again, to the
+fallback: the listener acknowledges, in a slot shared with the writer
+(``_schema.handshake``), the stream's last record that is in every file, and
+the stream keeps its last records until then (``kept``), within a bound past
+which they are counted, exactly, and said. A listener with sinks other than
+files does not acknowledge; what it never read from the pipe is counted.
 A program that restored SIGPIPE's default action does not die of a dead
-listener: the write is made with SIGPIPE blocked.
+listener: the write is made with SIGPIPE blocked. A program that closed the
+stream's descriptor (and maybe opened a file under its number) gets no byte
+of it: the stream checks the descriptor before each write (``pipe``) and
+connects anew.
 
 A send that starts while this thread is already inside ``send`` (a signal
 handler that logs, a ``__repr__`` that logs while its record is encoded) is
@@ -29,25 +37,24 @@ own thread holds.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # the C module: no enum wrapping
-import array
 import os
 import select
 import threading
 import time
 from collections.abc import Callable
 
-from mptrace._participant.plain import safe_repr
+from mptrace._participant import pipe as _pipe
+from mptrace._participant.framing import decode as _decode
+from mptrace._participant.framing import encode as _encode
+from mptrace._participant.kept import KEEP_BYTES, Kept
 from mptrace._schema import events as _events
 from mptrace._schema.events import Event
-from mptrace._schema.handshake import ListenerBusy, open_pipe
+from mptrace._schema.handshake import ListenerBusy, ack_slot, open_pipe, read_slot
 
 #: After the listener was lost, the first try to reach it again waits this
 #: long; each failed try doubles the wait, up to RETRY_MAX.
 RETRY_AFTER = 0.5
 RETRY_MAX = 30.0
-#: Where the last RING records ended in the pipe: enough to count, exactly,
-#: the records still in a full pipe when its reader died.
-RING = 4096
 #: How long a first connection may wait for a listener that says it is busy
 #: (a flood of connections, no descriptor to spare) before falling back.
 BUSY_WAIT = 2.0
@@ -90,24 +97,27 @@ class Stream:
         self._busy = False  # this thread is inside send (under _lock)
         self._pending: list[Event] = []
         self._fd: int | None = None
+        self._ours: Callable[[], bool] = _pipe.never  # is _fd still our pipe?
         self._failed = False
         self._retry_at = 0.0
         self._retry_wait = RETRY_AFTER
         self._seq = 0
         self.fallback_count = 0  # events handed to the fallback
         self.lost_count = 0  # events written to a pipe the listener never read
+        self.closed_count = 0  # times the program closed the stream's descriptor
         self._written = 0  # bytes written into the current pipe
-        self._ends = array.array("Q", bytes(8 * RING))  # _written after seq % RING
+        self._kept = Kept()  # the last records, until the listener wrote them
+        self._slot: _pipe.Owned | None = None  # the listener's acknowledgement
+        self.again_count = 0  # records given to the fallback after the listener died
 
     def after_fork_in_child(self) -> None:
         """The inherited pipe is the parent's: close our copy, start afresh."""
-        fd = self._fd
+        fd, ours, slot = self._fd, self._ours, self._slot
         self._reset()
+        if slot is not None:
+            slot.close()
         if fd is not None:
-            try:
-                os.close(fd)  # our descriptor only; the parent's stays open
-            except OSError:
-                pass
+            _pipe.close(fd, ours)  # our descriptor only; the parent's stays open
 
     @property
     def failed(self) -> bool:
@@ -117,18 +127,16 @@ class Stream:
     def close(self) -> None:
         """Close the stream; the listener sees EOF. Idempotent.
 
-        A pipe whose reader is gone still holds what the listener never read:
-        it is counted in ``lost_count`` and said on stderr.
+        When the listener died, what it had not written is given again or
+        counted (``_listener_died``).
         """
         with self._lock:
             fd, self._fd = self._fd, None
+            if fd is not None and self._ours() and _pipe.reader_gone(fd):
+                self._listener_died(fd, self._seq, "at exit")
             if fd is not None:
-                if _reader_gone(fd):
-                    self._count_unread(fd, "at exit")
-                try:
-                    os.close(fd)
-                except OSError:  # pragma: no cover
-                    pass
+                _pipe.close(fd, self._ours)
+            self._drop_slot()
 
     def report(self) -> None:
         """Say on stderr what of this process's events the exporters missed."""
@@ -136,6 +144,11 @@ class Stream:
         if self.fallback_count:
             n = self.fallback_count
             said.append(f"{n} event{'' if n == 1 else 's'} went to its stderr")
+        if self.again_count:
+            said.append(
+                f"{self.again_count} a dying listener had not written went to "
+                "its stderr after it died"
+            )
         if self.lost_count:
             said.append(f"{self.lost_count} were lost with a listener that died")
         if said:
@@ -165,6 +178,8 @@ class Stream:
         seq = event["seq"] = self._seq
         if self._fd is None:
             self._reach(event.get("kind") in _CONTROL)
+        elif not self._ours():  # one fcntl: see ``pipe`` for why and its price
+            self._closed_by_program()
         fd = self._fd
         if fd is not None:
             data = _encode(event)
@@ -174,13 +189,13 @@ class Stream:
                 else:
                     self._write_masked(fd, data)
                 self._written += len(data)
-                self._ends[seq % RING] = self._written
+                self._kept.keep(seq, data, self._written)
                 return
             except (BlockingIOError, TimeoutError):
                 self._fail(f"the listener accepted nothing for {self.block_timeout} s")
             except OSError as exc:
                 if isinstance(exc, BrokenPipeError):
-                    self._count_unread(fd, "when it was found gone")
+                    self._listener_died(fd, seq - 1, "when it was found gone")
                 self._fail(f"the listener is gone ({exc.__class__.__name__})")
         if event.get("kind") in _RECORDS:
             self.fallback_count += 1
@@ -207,13 +222,57 @@ class Stream:
                 f"it again ({self.fallback_count} events went to its stderr).\n"
             )
 
+    def _closed_by_program(self) -> None:
+        """The program closed our descriptor (daemonizing code closes them
+        all) and may have opened a file of its own under its number: forget
+        it, neither writing nor closing it, and connect anew at once. What
+        the pipe held before stays readable to the listener."""
+        fd, self._fd = self._fd, None
+        self.closed_count += 1
+        if self.closed_count == 1:
+            write_stderr(
+                f"mptrace: process {os.getpid()} found its stream's descriptor "
+                f"{fd} closed by the program; it connects to the listener anew "
+                "and never writes to that descriptor again.\n"
+            )
+        self._reach(True)
+
     def _connect(self) -> None:
         deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
+        self._drop_slot()
+        try:  # frames before this stream's hello are not its to acknowledge
+            slot = self._slot = _pipe.Owned(ack_slot(self._seq - 1))
+        except OSError:  # no memfd here: what a dying listener never read is counted
+            slot = None
+        try:
+            fd = self._open(None if slot is None else slot.fd, deadline)
+        except BaseException:
+            self._drop_slot()
+            raise
+        try:
+            hello = self.hello()
+            hello["seq"] = self._seq - 1  # the next frame follows without a gap
+            self._write_all(fd, _events.encode(hello))
+        except BaseException:
+            os.close(fd)
+            self._drop_slot()
+            raise
+        self._ours = _pipe.claim(fd)
+        self._fd = fd
+        self._written = 0
+
+    def _drop_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.close()
+
+    def _open(self, slot_fd: int | None, deadline: float) -> int:
         pause = 0.01
         while True:
             try:
-                fd = open_pipe(self.address, self.authkey, self.block_timeout)
-                break
+                return open_pipe(
+                    self.address, self.authkey, self.block_timeout, slot_fd
+                )
             except (
                 ListenerBusy
             ):  # a flood or no descriptors: wait a little, within bounds
@@ -221,15 +280,6 @@ class Stream:
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 0.25)
-        try:
-            hello = self.hello()
-            hello["seq"] = self._seq - 1  # the next frame follows without a gap
-            self._write_all(fd, _events.encode(hello))
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        self._written = 0
 
     def _write_masked(self, fd: int, data: bytes) -> None:
         """Write with SIGPIPE blocked: a program that restored SIGPIPE's default
@@ -266,16 +316,41 @@ class Stream:
             except BlockingIOError:
                 pass
 
-    def _count_unread(self, fd: int, when: str) -> None:
+    def _listener_died(self, fd: int, last: int, when: str) -> None:
+        """Give again what the listener had not written, up to record *last*."""
+        slot = self._slot
+        acked, on = read_slot(slot.fd) if slot is not None and slot.ours() else (0, 0)
+        if on != 1:  # this listener does not acknowledge
+            self._count_unread(fd, last, when)
+            return
+        unwritten = (last - acked) & 0xFFFFFFFF
+        frames, lost = self._kept.since(last - unwritten, last)
+        events = [e for e in map(_decode, frames) if e and e.get("kind") in _RECORDS]
+        self.again_count += len(events)
+        self.lost_count += lost
+        if events or lost:
+            n = len(events) + lost
+            write_stderr(
+                f"mptrace: warning: the listener died ({when}) before writing {n} "
+                f"record{'' if n == 1 else 's'} process {os.getpid()} had sent it; "
+                f"{len(events)} follow on this stderr"
+                + (
+                    f", {lost} (past the last {KEEP_BYTES} bytes) are lost"
+                    if lost
+                    else ""
+                )
+                + ".\n"
+            )
+        for event in events:
+            self.fallback(event)
+
+    def _count_unread(self, fd: int, last: int, when: str) -> None:
         """Count the records still in a pipe whose reader died, and say so."""
-        unread = _unread_bytes(fd)
+        unread = _pipe.unread_bytes(fd)
         if unread <= 0:
             return
         start = self._written - unread  # the records ending past it were not read
-        lost, seq = 0, self._seq - 1
-        while seq > 0 and lost < RING and self._ends[seq % RING] > start:
-            lost += 1
-            seq -= 1
+        lost = self._kept.unread(last, start)
         self.lost_count += lost
         write_stderr(
             f"mptrace: warning: the listener died before reading {lost} record"
@@ -289,11 +364,9 @@ class Stream:
         self._failed = True
         self._retry_at = time.monotonic() + self._retry_wait
         fd, self._fd = self._fd, None
+        self._drop_slot()
         if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:  # pragma: no cover
-                pass
+            _pipe.close(fd, self._ours)  # never the program's descriptor
         if first:
             write_stderr(
                 f"mptrace: warning: {why}; process {os.getpid()} writes its "
@@ -309,68 +382,6 @@ _getsignal = _signal.getsignal if _SIGPIPE is not None else (lambda _s: _SIG_IGN
 _sigmask = _signal.pthread_sigmask
 _take_signal = getattr(_signal, "sigtimedwait", None)  # not on macOS
 _PIPE_SET = {_SIGPIPE} if _SIGPIPE is not None else set()
-
-
-def _reader_gone(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(ev & select.POLLERR for _, ev in poller.poll(0))
-
-
-def _unread_bytes(fd: int) -> int:
-    """Bytes a pipe still holds (Linux reads this from either end)."""
-    try:
-        import fcntl
-        import termios
-
-        buf = array.array("i", [0])
-        fcntl.ioctl(fd, termios.FIONREAD, buf)
-        return buf[0]
-    except (ImportError, OSError):
-        return 0
-
-
-def _encode(event: Event) -> bytes:
-    try:
-        data = _events.encode(event)
-    except Exception as exc:  # the last safety net: values are plain already
-        safe = {
-            k: v if type(v) in (int, str) else safe_repr(v) for k, v in event.items()
-        }
-        safe["mptrace_error"] = f"event could not be encoded: {safe_repr(exc)}"
-        data = _events.encode(safe)
-    if len(data) - 4 > _events.MAX_FRAME:
-        data = _events.encode(_cut(event, len(data)))
-    return data
-
-
-#: Of an event too big for one frame, each string of mptrace's own keys keeps
-#: this many characters; the program's fields are dropped.
-_CUT_CHARS = 64 * 1024
-
-
-def _cut(event: Event, size: int) -> Event:
-    """An event too big for one frame, as one that fits and says so."""
-    cut: Event = {}
-    for key in _events.STRUCTURE_KEYS & event.keys():
-        value = event[key]
-        if type(value) is dict:  # an exception: its type, message, traceback
-            cut[key] = {str(k): _short(v) for k, v in list(value.items())[:16]}
-        else:
-            cut[key] = _short(value)
-    dropped = sorted(str(k) for k in event.keys() - _events.STRUCTURE_KEYS)
-    cut["mptrace_error"] = (
-        f"event of {size} bytes exceeds the {_events.MAX_FRAME} a frame holds; "
-        f"cut, without its fields {', '.join(dropped)[:_CUT_CHARS]}"
-    )
-    return cut
-
-
-def _short(value: object) -> object:
-    if type(value) in (int, float, bool, type(None)):
-        return value
-    text = value if type(value) is str else safe_repr(value)
-    return text[:_CUT_CHARS]
 
 
 def write_stderr(text: str) -> None:

@@ -4,6 +4,12 @@ the listener the read end of a new pipe (``SCM_RIGHTS``), the listener
 answers ``k`` once it holds it, and the socket is closed. Records travel
 through the pipe (``_participant.stream``).
 
+Beside the pipe the writer may hand over an *acknowledgement slot*: a small
+shared memory file (``memfd``) where a listener whose sinks are all files
+writes the sequence number of the stream's last record that is in every file
+(``acknowledge``). The writer reads it only once the listener is dead, to
+know exactly which of its records to give again (``_participant.stream``).
+
 A listener that cannot take a connection (out of file descriptors) says why
 in a message the writer reads in place of a challenge or of the ``k``, so the
 writer reports the real reason, not a failed authentication.
@@ -14,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -32,6 +39,13 @@ PIPE_SIZE = 256 * 1024
 #: How a listener's refusal begins; the reason follows.
 BUSY = b"#mptrace-busy "
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
+#: The acknowledgement slot: the last durable sequence number (32 bits, as in
+#: a frame's header) and whether a listener acknowledges at all (1).
+ACK = struct.Struct("=QQ")
+#: In the listener: its sinks all write files, so it acknowledges.
+acknowledging = False
+#: In the listener: each stream's slot (a descriptor), by the read end of its pipe.
+slots: dict[int, int] = {}
 
 
 class ListenerBusy(ConnectionRefusedError):
@@ -79,10 +93,13 @@ def challenge(
         conn.close()
 
 
-def open_pipe(address: str, authkey: bytes, timeout: float) -> int:
+def open_pipe(
+    address: str, authkey: bytes, timeout: float, slot: int | None = None
+) -> int:
     """Connect, authenticate and hand the listener a pipe; return its write end.
 
-    The write end is non-blocking: the caller bounds its waits itself.
+    *slot*, a descriptor of ``ack_slot``'s, goes with it. The write end is
+    non-blocking: the caller bounds its waits itself.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -103,7 +120,8 @@ def open_pipe(address: str, authkey: bytes, timeout: float) -> int:
         try:
             _grow_pipe(write_end)
             set_send_timeout(sock, timeout)
-            socket.send_fds(sock, [b"p"], [read_end])
+            fds = [read_end] if slot is None else [read_end, slot]
+            socket.send_fds(sock, [b"p"], fds)
             os.close(read_end)
             read_end = -1
             set_recv_timeout(sock, min(timeout, WRITER_WAIT))
@@ -154,6 +172,10 @@ def take_pipe(sock: socket.socket, authkey: bytes) -> int:
         raise
     set_recv_timeout(sock, HANDSHAKE_TIMEOUT)
     _, fds, flags, _ = socket.recv_fds(sock, 16, 4)
+    if len(fds) == 2:
+        _keep_slot(fds[0], fds.pop())
+    elif fds:
+        release(fds[0])  # a number once another stream's
     if len(fds) != 1:
         for fd in fds:
             os.close(fd)
@@ -222,6 +244,60 @@ def why_refused(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.errno in _OUT_OF_FDS:
         return "could not be taken: out of file descriptors"
     return f"failed authentication ({exc.__class__.__name__}: {exc})"
+
+
+def ack_slot(seq: int) -> int:
+    """A new acknowledgement slot saying *seq*, as a descriptor.
+
+    Read and written with ``pread``/``pwrite``, not mapped: ``mmap`` keeps a
+    duplicate descriptor, which a program that closes every descriptor may
+    reuse, and which ``mmap`` would close when it goes. Raises ``OSError``
+    where there is no ``memfd``.
+    """
+    fd = os.memfd_create("mptrace-ack", os.MFD_CLOEXEC)
+    try:
+        os.pwrite(fd, ACK.pack(seq & 0xFFFFFFFF, 0), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_slot(fd: int) -> tuple[int, int]:
+    """(the last sequence number acknowledged, 1 if the listener acknowledges)."""
+    data = os.pread(fd, ACK.size, 0)
+    return ACK.unpack(data) if len(data) == ACK.size else (0, 0)
+
+
+def _keep_slot(pipe: int, fd: int) -> None:
+    """Keep a writer's slot, if this listener acknowledges and it is one."""
+    release(pipe)
+    try:
+        st = os.fstat(fd)
+        if acknowledging and stat.S_ISREG(st.st_mode) and st.st_size == ACK.size:
+            os.pwrite(fd, ACK.pack(read_slot(fd)[0], 1), 0)
+            slots[pipe] = fd
+            return
+    except OSError:  # not a slot: the stream goes unacknowledged
+        pass
+    os.close(fd)
+
+
+def acknowledge(pipe: int, seq: int) -> None:
+    """Say in the stream's slot that its records up to *seq* are in every file."""
+    fd = slots.get(pipe)
+    if fd is not None:
+        try:
+            os.pwrite(fd, ACK.pack(seq, 1), 0)
+        except OSError:  # pragma: no cover - a memfd takes 16 bytes
+            pass
+
+
+def release(pipe: int) -> None:
+    """The stream of *pipe* ended: close its slot."""
+    fd = slots.pop(pipe, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def confirm(sock: socket.socket) -> None:
