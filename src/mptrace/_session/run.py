@@ -117,18 +117,22 @@ def _strip_chain(exc: BaseException) -> None:
         if one is None or id(one) in seen:
             continue
         seen.add(id(one))
-        one.__traceback__ = _without_ours(one.__traceback__)
+        one.__traceback__ = _without_ours(one.__traceback__, one)
         todo += [one.__cause__, one.__context__]
 
 
-def _without_ours(tb: types.TracebackType | None) -> types.TracebackType | None:
+def _without_ours(
+    tb: types.TracebackType | None, exc: BaseException
+) -> types.TracebackType | None:
     """*tb* less mptrace's frames, unless the exception came from them (a bug
-    of ours, whose frames say where)."""
+    of ours, whose frames say where). A ``KeyboardInterrupt`` that lands
+    while mptrace waits on the program's behalf (in a ``join()``) is the
+    program's: its frames go too."""
     frames = []
     while tb is not None:
         frames.append(tb)
         tb = tb.tb_next
-    if not frames or _ours(frames[-1]):
+    if not frames or (_ours(frames[-1]) and isinstance(exc, Exception)):
         return frames[0] if frames else None
     kept = [f for f in frames if not _ours(f)]
     for one, after in zip(kept, [*kept[1:], None], strict=True):
