@@ -238,3 +238,30 @@ class TestInProcess:
         assert capsys.readouterr().err == "at 30\n"
         got = [e["event"] for e in logs_of(read_jsonl(jsonl), logger="app")]
         assert got == ["at 10", "at 20", "at 30"]
+
+    def test_a_record_handed_to_a_logger_reaches_its_handlers(self, jsonl):
+        """A listener's logger.handle(record) below the program's level: as without mptrace.
+
+        The logging cookbook's queue and socket listeners hand records made
+        elsewhere to ``Logger.handle``, which passes them to the handlers
+        whatever the level; mptrace at DEBUG gets them too.
+        """
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+        logger = logging.getLogger("listener.side")
+        logger.addHandler(handler)
+        try:
+            with mptrace.init(exporters=[f"jsonl:{jsonl}"], level="DEBUG"):
+                assert logging.getLogger().getEffectiveLevel() == logging.WARNING
+                record = logging.makeLogRecord(
+                    {"name": "listener.side", "levelno": logging.INFO,
+                     "levelname": "INFO", "msg": "made elsewhere"}
+                )  # fmt: skip
+                logger.handle(record)
+                logger.info("made here, below the program's level")
+        finally:
+            logger.removeHandler(handler)
+        assert seen == ["made elsewhere"]
+        got = [e["event"] for e in logs_of(read_jsonl(jsonl), logger="listener.side")]
+        assert got == ["made elsewhere", "made here, below the program's level"]
