@@ -31,6 +31,11 @@ SCRIPT = textwrap.dedent(
     import json, logging, os, sys
     import mptrace
 
+    # The terminal is left to mptrace's console, in every process (a spawned
+    # child imports this too): without a handler of the program's, logging's
+    # last resort would print the warnings and errors itself.
+    logging.getLogger().addHandler(logging.NullHandler())
+
     def child(n):
         log = logging.getLogger("child")
         for i in range(3):

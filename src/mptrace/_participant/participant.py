@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
-from mptrace._participant import loggers as _loggers
 from mptrace._participant import stacks as _stacks
-from mptrace._participant.guest import LoggingGuest, StructlogGuest
+from mptrace._participant.guest import StructlogGuest
+from mptrace._participant.logging_guest import LoggingGuest
 from mptrace._participant.otel_guest import (
     program_provider,
     set_aside_program_processors,
@@ -192,7 +192,6 @@ class Participant:
     def install(self) -> None:
         """Join logging, structlog and OpenTelemetry beside the program's own."""
         self._logging.install()
-        _loggers.install(self._logging.handler, self.config.level)
         if self.config.structlog:
             self._structlog = StructlogGuest(self.send, self.config.level)
             self._structlog.install()
@@ -203,7 +202,6 @@ class Participant:
     def leave(self) -> None:
         """Take mptrace out of logging and structlog; close the stream."""
         self._logging.leave()
-        _loggers.uninstall(self._logging.handler)
         if self.owner:
             unwatch_late_provider()
         if self._structlog is not None:
