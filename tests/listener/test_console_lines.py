@@ -25,6 +25,9 @@ PROGRAM = textwrap.dedent(
     import logging, os, sys, multiprocessing as mp
     import mptrace
 
+    # The terminal is the console exporter's alone: no last resort printing.
+    logging.getLogger().addHandler(logging.NullHandler())
+
     def chatter(n):
         log = logging.getLogger("chatter")
         for i in range(n):
