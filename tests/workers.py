@@ -820,3 +820,9 @@ def slow_square(x: int, pause: float = 0.03) -> int:
 
 def square(x: int) -> int:
     return x * x
+
+
+def log_item(i: int) -> int:
+    """A pool task that logs one record."""
+    log.info("item", extra={"i": i})
+    return i * i

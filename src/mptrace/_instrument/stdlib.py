@@ -175,9 +175,16 @@ def _bootstrap(original: Callable[..., int]) -> Callable[..., int]:
 
 
 def _process_pool(pool: Any) -> bool:
-    """A stdlib process pool: not a drop-in, not a ``ThreadPool``."""
-    std = sys.modules["multiprocessing.pool"].Pool
-    return not _drop_in(pool) and type(pool).Process is std.Process
+    """A stdlib (or ``multiprocess``) process pool: not a drop-in, not a
+    ``ThreadPool``."""
+    for module in _POOL_MODULES:
+        std = getattr(sys.modules.get(module), "Pool", None)
+        if std is not None and isinstance(pool, std):
+            return not _drop_in(pool) and type(pool).Process is std.Process
+    return False
+
+
+_POOL_MODULES = ("multiprocessing.pool", "multiprocess.pool")
 
 
 def _pool_init(original: Callable[..., None]) -> Callable[..., None]:
@@ -271,3 +278,6 @@ _REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
         ("ProcessPoolExecutor", "map", _executor_map),
     ],
 }
+# multiprocess (pathos's renamed copy of multiprocessing): the same patches.
+for _name in ("process", "pool"):
+    _REPLACEMENTS[f"multiprocess.{_name}"] = _REPLACEMENTS[f"multiprocessing.{_name}"]
