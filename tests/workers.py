@@ -826,3 +826,10 @@ def log_item(i: int) -> int:
     """A pool task that logs one record."""
     log.info("item", extra={"i": i})
     return i * i
+
+
+def run_python(code: str) -> None:
+    """Start a Python program, as a pipeline's stage would."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from mptrace._instrument import process as _process
+from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._instrument import tasks as _tasks
 from mptrace._instrument.process import _Participating
 from mptrace._participant import hooks as _hooks
@@ -277,6 +278,7 @@ _REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
         ("ProcessPoolExecutor", "submit", _submit),
         ("ProcessPoolExecutor", "map", _executor_map),
     ],
+    "subprocess": _subprocesses.REPLACEMENTS,
 }
 # multiprocess (pathos's renamed copy of multiprocessing): the same patches.
 for _name in ("process", "pool"):

@@ -31,6 +31,7 @@ from mptrace._session import echo as _echo
 from mptrace._session import env as _env
 from mptrace._session import exit as _exit
 from mptrace._session import launch as _launch
+from mptrace._session import reach as _reach
 from mptrace._session.joined import JoinedSession, joins_another
 from mptrace._session.options import (
     check_processors,
@@ -77,6 +78,7 @@ class Session:
         self.instrumented = False  # by this session, which takes it out again
         self._root = _root.RootSpan()
         self.traces = "run"  # or "unit": see init(traces=...)
+        self.reach: dict[str, str | None] = {}  # the environment before stages
 
     @property
     def address(self) -> str:
@@ -193,6 +195,7 @@ class Session:
         part = _participant.current()
         if part is not None:
             part.stop_monitor()  # exits seen, spans of children still running closed
+            _reach.end(self.reach)
             _exit.report_strangers()
             self._root.end()
             # Sent even after a fallback: the stream tries the listener again.
@@ -258,6 +261,7 @@ def init(
     block_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
     traces: str | None = None,
+    subprocesses: bool | None = None,
 ) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
@@ -296,6 +300,10 @@ def init(
             top-level unit of work (a child process, a ``Pool.map``, a
             top-level ``@traced`` call) a trace of its own, linked to the
             run's span: for long-running services.
+        subprocesses: Make each Python program a process of the session
+            starts (``subprocess``, a shell, ``os.exec*``) join the session,
+            under a span of the program; on by default
+            (``MPTRACE_SUBPROCESS``). See docs/pipelines.md.
 
     Raises:
         ConfigurationError: A setting is not one mptrace can use.
@@ -355,6 +363,8 @@ def init(
     if instrument_ and not _instrument.instrumented():
         _instrument.instrument()
         session.instrumented = True
+    if _env.subprocesses(subprocesses):
+        session.reach = _reach.carry(folder, session.child_config, instrument_)
     return session
 
 
