@@ -122,6 +122,12 @@ class TestFromASession:
             assert python_c(LOG_HI).returncode == 0
         assert logs_of(read_jsonl(jsonl), logger="prog") == []
 
+    def test_a_bad_switch_fails_at_once_naming_the_variable(self, monkeypatch):
+        monkeypatch.setenv("MPTRACE_SUBPROCESS", "sometimes")
+        with pytest.raises(mptrace.ConfigurationError, match="MPTRACE_SUBPROCESS"):
+            mptrace.init(exporters=["memory"])
+        assert mptrace.get_session() is None  # nothing was started
+
     def test_a_program_joins_and_the_environment_is_put_back(self, jsonl):
         before = os.environ.get("PYTHONPATH")
         with mptrace.init(exporters=[f"jsonl:{jsonl}"]):

@@ -313,6 +313,7 @@ def init(
     if joins_another(_session):
         return JoinedSession()
     instrument_ = _env.instrument(instrument)
+    subprocesses_ = _env.subprocesses(subprocesses)
     traces_ = _env.traces(traces)
     listener_config = ListenerConfig(
         service_name=service_name or _otel_guest.service_name(default_service_name),
@@ -363,7 +364,7 @@ def init(
     if instrument_ and not _instrument.instrumented():
         _instrument.instrument()
         session.instrumented = True
-    if _env.subprocesses(subprocesses):
+    if subprocesses_:
         session.reach = _reach.carry(folder, session.child_config, instrument_)
     return session
 
