@@ -11,6 +11,7 @@ The other tests start programs from a session in this process.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import stat
 import subprocess
@@ -140,6 +141,10 @@ class TestFromASession:
     def test_a_program_a_child_starts_joins_under_the_childs_span(
         self, start_method, jsonl
     ):
+        if start_method == "forkserver":
+            # Started before the session: its children have its environment,
+            # which names no session.
+            multiprocessing.forkserver.ensure_running()
         with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
             child = multiprocessing.get_context(start_method).Process(
                 target=run_python, args=(LOG_HI,), name="starter"

@@ -36,7 +36,10 @@ from mptrace._participant import participant as _participant
 from mptrace._participant.sources import process_name
 from mptrace._participant.stream import write_stderr
 from mptrace._schema import events as _events
+from mptrace._schema.joinfile import JOIN_FILE, JOIN_VAR
 
+#: The folder whose ``sitecustomize`` makes a Python program join.
+BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot")
 #: How a stage's start is named in lifecycle records and span attributes.
 START_METHOD = "subprocess"
 _INTERPRETER = ("python", "pypy")
@@ -81,13 +84,17 @@ def _positions(method: Callable[..., Any]) -> tuple[int, int]:
 
 
 def execute_child(original: Callable[..., None]) -> Callable[..., None]:
-    """``Popen._execute_child``: a span for the program, its ``TRACEPARENT``."""
+    """``Popen._execute_child``: the session's hook, a span, its ``TRACEPARENT``."""
     at, shell_at = _positions(original)
 
     def _execute_child(self: Any, *args: Any) -> None:
-        tracer = _tracing.session_tracer()
-        if tracer is None or len(args) <= max(at, shell_at):
+        part = _participant.current()
+        if part is None or len(args) <= max(at, shell_at):
             return original(self, *args)
+        env = program_env(args[at], part.config.address)
+        tracer = _tracing.get_tracer() if part.config.tracing else None
+        if tracer is None:
+            return original(self, *args[:at], env, *args[at + 1 :])
         name = program_name(args[0], bool(args[shell_at]))
         span = tracer.start_span(
             f"process {name}",
@@ -98,7 +105,6 @@ def execute_child(original: Callable[..., None]) -> Callable[..., None]:
                 "process.parent_pid": os.getpid(),
             },
         )
-        env = dict(os.environ if args[at] is None else args[at])
         env.update({k.upper(): v for k, v in _tracing.carrier(span).items()})
         try:
             original(self, *args[:at], env, *args[at + 1 :])
@@ -108,6 +114,28 @@ def execute_child(original: Callable[..., None]) -> Callable[..., None]:
         _started(self.pid, span, name)
 
     return _execute_child
+
+
+def program_env(given: Any, address: str) -> dict[Any, Any]:
+    """The environment a program starts with: *given* (or this process's),
+    naming this process's session to a Python program.
+
+    The variables are set here too, not only in the owner's environment at
+    ``init()``: a forkserver child has the fork server's environment, which
+    may be older than the session.
+    """
+    env = dict(os.environ if given is None else given)
+    path = os.path.join(os.path.dirname(address), JOIN_FILE)
+    if not os.path.exists(path):  # this session does not reach programs
+        if given is None:
+            env.pop(JOIN_VAR, None)
+        return env
+    if given is None or JOIN_VAR in env:
+        env[JOIN_VAR] = path
+        entries = [e for e in str(env.get("PYTHONPATH", "")).split(os.pathsep) if e]
+        if BOOT not in entries:
+            env["PYTHONPATH"] = os.pathsep.join([BOOT, *entries])
+    return env
 
 
 def handle_exitstatus(original: Callable[..., None]) -> Callable[..., None]:

@@ -20,6 +20,8 @@ from mptrace._schema.config import ChildConfig
 
 #: The variable that holds the join file's path.
 JOIN_VAR = "MPTRACE_JOIN"
+#: The join file's name, in the session's folder (beside its socket).
+JOIN_FILE = "join.json"
 #: The file's format; a child of another mptrace that reads another one stays out.
 FORMAT = 1
 

@@ -24,10 +24,7 @@ from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._schema import joinfile as _joinfile
 from mptrace._schema.config import ChildConfig
 
-#: The folder whose ``sitecustomize`` makes a Python program join.
-BOOT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_instrument", "boot"
-)
+BOOT = _subprocesses.BOOT
 _VARS = (_joinfile.JOIN_VAR, "PYTHONPATH")
 
 
@@ -37,7 +34,7 @@ def carry(folder: str, config: ChildConfig, instrument: bool) -> dict[str, str |
     Returns what the two variables held before, for :func:`withdraw`.
     """
     old = {var: os.environ.get(var) for var in _VARS}
-    path = os.path.join(folder, "join.json")
+    path = os.path.join(folder, _joinfile.JOIN_FILE)
     _joinfile.write(path, config, instrument)
     os.environ[_joinfile.JOIN_VAR] = path
     entries = [e for e in (old["PYTHONPATH"] or "").split(os.pathsep) if e]
