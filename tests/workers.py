@@ -850,3 +850,16 @@ def log_at_full_speed(n: int, tag: str, quarter, err_path: str) -> None:
         log.info("fast", extra={"i": i, "tag": tag})
         if i == n // 4:
             quarter.set()
+
+
+def log_item(i: int) -> int:
+    """A pool task that logs one record."""
+    log.info("item", extra={"i": i})
+    return i * i
+
+
+def run_python(code: str) -> None:
+    """Start a Python program, as a pipeline's stage would."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

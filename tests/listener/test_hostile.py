@@ -57,12 +57,20 @@ def _hold(session: mptrace.Session, count: int, how: str) -> subprocess.Popen[st
     children would inherit them and hold them too."""
     config = session.child_config
     key = config.authkey.hex()
-    return subprocess.Popen(
-        [sys.executable, "-c", HOLDER, config.address, key, str(count), how],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    # A peer from outside the run: not a program of the session (which would
+    # join it, and whose start this process would record, connecting first).
+    env = {k: v for k, v in os.environ.items() if k != "MPTRACE_JOIN"}
+    mptrace.uninstrument()
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", HOLDER, config.address, key, str(count), how],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    finally:
+        mptrace.instrument()
 
 
 def _own_warnings(events: list[dict]) -> list[str]:

@@ -58,9 +58,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _run(tmp_path: Path, method: str, protocol: str, endpoint: str, **extra: str):
-    script = tmp_path / "prog.py"
-    script.write_text(PROGRAM)
+def _run(
+    tmp_path: Path,
+    method: str,
+    protocol: str,
+    endpoint: str,
+    script: str = "prog.py",
+    **extra: str,
+):
+    (tmp_path / "prog.py").write_text(PROGRAM)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -80,7 +86,7 @@ def _run(tmp_path: Path, method: str, protocol: str, endpoint: str, **extra: str
     bindir = os.path.dirname(sys.executable)
     done = subprocess.run(
         [os.path.join(bindir, "opentelemetry-instrument"), sys.executable,
-         str(script), method],
+         str(tmp_path / script), method],
         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -152,6 +158,44 @@ class TestOpentelemetryInstrument:
         root = next(s for s in spans if s["name"] == "svc")
         assert root["trace_id"] == TRACE_ID
         assert root["parent_span_id"] == "00f067aa0ba902b7"
+
+
+STAGES = textwrap.dedent(
+    """
+    import subprocess, sys
+
+    if __name__ == "__main__":
+        stage = [sys.executable, "prog.py", sys.argv[1]]
+        subprocess.run(stage, check=True, capture_output=True)
+        print(subprocess.run(stage, capture_output=True, text=True).stdout.strip())
+    """
+)
+
+
+class TestStages:
+    def test_a_python_program_it_starts_joins_the_run(self, tmp_path, start_method):
+        """Two Python stages started with subprocess: their spans arrive once,
+        under the spans their starter made for them, in the run's trace."""
+        (tmp_path / "stages.py").write_text(STAGES)
+        with OtlpReceiver(grpc=False) as rx:
+            _run(tmp_path, start_method, "http/protobuf", rx.http_endpoint,
+                 script="stages.py")  # fmt: skip
+            expected = EXPECTED + EXPECTED + Counter({"process": 2})
+            expected["svc"] = 1
+
+            def complete(spans: list[dict]) -> bool:
+                return Counter(_kind(s) for s in spans) >= expected
+
+            rx.wait_for_spans(complete, 10)
+            spans = rx.spans()
+        ids = [s["span_id"] for s in spans]
+        assert len(ids) == len(set(ids)), "a span arrived twice"
+        assert Counter(_kind(s) for s in spans) == expected
+        assert {s["resource"]["service.name"] for s in spans} == {"svc"}
+        assert len({s["trace_id"] for s in spans}) == 1, "one run, one trace"
+        programs = [s for s in spans if s["name"] == "process prog.py"]
+        maps = [s for s in spans if s["name"] == "Pool.map __main__.work"]
+        assert {m["parent_span_id"] for m in maps} == {p["span_id"] for p in programs}
 
 
 class TestWhereNoSessionStarts:

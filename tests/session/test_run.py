@@ -71,10 +71,14 @@ class TestRunner:
         assert (root["trace_id"], root["parent_span_id"]) == (CALLER_TRACE, CALLER_SPAN)
         assert root["name"] == "echo"
         assert {s["trace_id"] for s in found} == {CALLER_TRACE}
-        # A subprocess of the program, and of a child, sees its starter's span.
-        assert out["main_tp"] == f"00-{CALLER_TRACE}-{root['span_id']}-01"
+        # A subprocess of the program, and of a child, sees the span its
+        # starter made for it, under the starter's own.
+        programs = {s["span_id"]: s for s in found if s["name"] == "process python -c"}
         [child] = [s for s in found if s["name"] == "process env-child"]
-        assert out["child_tp"] == f"00-{CALLER_TRACE}-{child['span_id']}-01"
+        for tp, starter in ((out["main_tp"], root), (out["child_tp"], child)):
+            version, trace_id, span_id, flags = tp.split("-")
+            assert trace_id == CALLER_TRACE
+            assert programs[span_id]["parent_span_id"] == starter["span_id"]
         # The Pool a module started at import: its tasks are spans of the run.
         [the_map] = [s for s in found if s["name"] == "Pool.map abs"]
         assert the_map["parent_span_id"] == root["span_id"]

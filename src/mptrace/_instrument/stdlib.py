@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from mptrace._instrument import process as _process
+from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._instrument import tasks as _tasks
 from mptrace._instrument.process import _Participating
 from mptrace._participant import hooks as _hooks
@@ -175,9 +176,16 @@ def _bootstrap(original: Callable[..., int]) -> Callable[..., int]:
 
 
 def _process_pool(pool: Any) -> bool:
-    """A stdlib process pool: not a drop-in, not a ``ThreadPool``."""
-    std = sys.modules["multiprocessing.pool"].Pool
-    return not _drop_in(pool) and type(pool).Process is std.Process
+    """A stdlib (or ``multiprocess``) process pool: not a drop-in, not a
+    ``ThreadPool``."""
+    for module in _POOL_MODULES:
+        std = getattr(sys.modules.get(module), "Pool", None)
+        if std is not None and isinstance(pool, std):
+            return not _drop_in(pool) and type(pool).Process is std.Process
+    return False
+
+
+_POOL_MODULES = ("multiprocessing.pool", "multiprocess.pool")
 
 
 def _pool_init(original: Callable[..., None]) -> Callable[..., None]:
@@ -270,4 +278,8 @@ _REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
         ("ProcessPoolExecutor", "submit", _submit),
         ("ProcessPoolExecutor", "map", _executor_map),
     ],
+    "subprocess": _subprocesses.REPLACEMENTS,
 }
+# multiprocess (pathos's renamed copy of multiprocessing): the same patches.
+for _name in ("process", "pool"):
+    _REPLACEMENTS[f"multiprocess.{_name}"] = _REPLACEMENTS[f"multiprocessing.{_name}"]

@@ -157,11 +157,9 @@ def map_async(
     tracer = session_tracer()
     if tracer is None:
         return original(func, iterable, mapper, chunksize, callback, error_callback)
-    name = (
-        "Pool.starmap"
-        if mapper is sys.modules["multiprocessing.pool"].starmapstar
-        else "Pool.map"
-    )
+    # By name: multiprocessing's and multiprocess's pools have one each.
+    starmap = getattr(mapper, "__name__", "") == "starmapstar"
+    name = "Pool.starmap" if starmap else "Pool.map"
     if not isinstance(iterable, Sized):
         iterable = list(iterable)  # as the pool itself does, to count the items
     end = _track(pool, _SpanEnd(_start_span(tracer, name, func)))

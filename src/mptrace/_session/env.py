@@ -13,6 +13,7 @@ variable                  value                                   default
 ``MPTRACE_CONSOLE``       the console's options (``_listener.console``)    none
 ``MPTRACE_TRACES``        ``run`` or ``unit`` (as ``traces=``)    ``run``
 ``MPTRACE_STACKS_SIGNAL`` a signal name or number, ``0`` for none  ``SIGUSR2``
+``MPTRACE_SUBPROCESS``    ``1``/``true`` or ``0``/``false``       ``1``
 ``OTEL_SERVICE_NAME``     the service name                        the script
 ========================  ======================================  ===========
 """
@@ -89,6 +90,14 @@ def instrument(given: bool | None) -> bool:
     if given is not None:
         return bool(given)
     found = _from_env("MPTRACE_INSTRUMENT", _flag)
+    return True if found is None else found
+
+
+def subprocesses(given: bool | None) -> bool:
+    """``subprocesses=``, else ``MPTRACE_SUBPROCESS``, else on."""
+    if given is not None:
+        return bool(given)
+    found = _from_env("MPTRACE_SUBPROCESS", _flag)
     return True if found is None else found
 
 

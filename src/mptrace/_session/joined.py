@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from mptrace._instrument import stage as _stage
 from mptrace._participant import participant as _participant
 
 
@@ -18,8 +19,11 @@ def joins_another(session: Any) -> bool:
     child imports the parent's main module as ``__mp_main__``, running any
     top-level ``init()`` again; a fork child inherits the parent's session
     object. A child whose parent runs no session (it never joined one) gets a
-    session of its own.
+    session of its own. A Python program that joined as a stage of the run
+    (``_instrument.stage``) joins it again.
     """
+    if _stage.joined():
+        return True
     mine = session is not None and session.owner_pid == os.getpid()
     if mine and session.runner and session.active:
         return True

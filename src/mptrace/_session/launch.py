@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 
 from mptrace._schema.config import ChildConfig, ListenerConfig
+from mptrace._session.reach import without_boot
 from mptrace.exceptions import ConfigurationError, ListenerError
 
 #: Seconds ``init`` waits for the listener to say it is ready.
@@ -217,14 +218,15 @@ _AUTO_INSTRUMENTATION = os.path.join(
 
 
 def listener_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The program's environment, less OpenTelemetry's auto-instrumentation.
+    """The program's environment, less OpenTelemetry's auto-instrumentation
+    and mptrace's own start-up hook (the listener joins no session).
 
     Under ``opentelemetry-instrument`` every interpreter would configure the
     SDK and instrument its libraries before running anything; in the listener
     that would only cost time and could trace its own exports. The listener's
     ``sys.path`` comes from the program on stdin, so ``PYTHONPATH`` loses nothing.
     """
-    env = dict(environ)
+    env = without_boot(environ)
     entries = env.get("PYTHONPATH", "").split(os.pathsep)
     kept = [e for e in entries if not e.rstrip(os.sep).endswith(_AUTO_INSTRUMENTATION)]
     if kept != entries:

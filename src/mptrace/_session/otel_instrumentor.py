@@ -19,11 +19,15 @@ and the resource tracker (``python -c "from multiprocessing..."``) join the
 parent's session or none; the listener never runs it (``launch`` takes the
 directory off its ``PYTHONPATH``, and its command line is recognised too);
 ``mptrace run`` starts its own session with its own options; a fork child
-inherits its parent's session and runs no ``sitecustomize``.
+inherits its parent's session and runs no ``sitecustomize``. A program
+started by a process of a running session joins that session instead
+(``_instrument.stage``): OpenTelemetry's ``sitecustomize`` stays first on
+``PYTHONPATH``, ahead of mptrace's, so the instrumentor is the hook there.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Collection
@@ -33,6 +37,8 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
+from mptrace._instrument import stage as _stage
+from mptrace._schema.joinfile import JOIN_VAR
 from mptrace._session.session import Session, init
 
 #: ``python -c CODE`` commands that are never a program of the user's.
@@ -44,12 +50,20 @@ def starts_session(orig_argv: list[str] | None = None) -> bool:
     argv = list(sys.orig_argv if orig_argv is None else orig_argv)
     if "--multiprocessing-fork" in argv:
         return False  # a spawn child: it joins the parent's session
+    if joins_a_session():
+        return False  # a program of a running session: it joins it
     what, target = _command(argv)
     if what == "-c":
         return not any(marker in target for marker in _HELPERS)
     if what == "-m":
         return target.partition(".")[0] != "mptrace"  # `python -m mptrace run`
     return os.path.basename(target) != "mptrace"  # the `mptrace` command
+
+
+def joins_a_session() -> bool:
+    """True in a program started by a process of a running session."""
+    path = os.environ.get(JOIN_VAR)
+    return bool(path) and os.path.exists(str(path))
 
 
 def _command(argv: list[str]) -> tuple[str, str]:
@@ -80,6 +94,10 @@ class MultiprocessingInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
+        if joins_a_session():
+            atexit.register(_stage.leave)
+            _stage.join()
+            return
         if not starts_session():
             return
         exporters = kwargs.get("exporters")

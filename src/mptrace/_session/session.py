@@ -28,6 +28,7 @@ from mptrace._session import echo as _echo
 from mptrace._session import env as _env
 from mptrace._session import exit as _exit
 from mptrace._session import launch as _launch
+from mptrace._session import reach as _reach
 from mptrace._session import waited as _waited
 from mptrace._session.joined import JoinedSession, joins_another
 from mptrace._session.preload import preload_in_forkserver
@@ -72,6 +73,7 @@ class Session:
         self.instrumented = False  # by this session, which takes it out again
         self._root = _root.RootSpan()
         self.traces = "run"  # or "unit": see init(traces=...)
+        self.reach: dict[str, str | None] = {}  # the environment before stages
 
     @property
     def address(self) -> str:
@@ -192,6 +194,7 @@ class Session:
         part = _participant.current()
         if part is not None:
             part.stop_monitor()  # exits seen, spans of children still running closed
+            _reach.end(self.reach)
             _exit.report_strangers()
             self._root.end()
             # Sent even after a fallback: the stream tries the listener again.
@@ -265,6 +268,7 @@ def init(
     shutdown_timeout: float = 10.0,
     traces: str | None = None,
     stacks_signal: int | str | None = "default",
+    subprocesses: bool | None = None,
 ) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
@@ -307,6 +311,10 @@ def init(
             of its threads for ``mptrace stacks`` (a name or number; by
             default ``MPTRACE_STACKS_SIGNAL``, else SIGUSR2); ``None`` or 0
             takes no signal and no stacks (docs/debugging.md).
+        subprocesses: Make each Python program a process of the session
+            starts (``subprocess``, a shell, ``os.exec*``) join the session,
+            under a span of the program; on by default
+            (``MPTRACE_SUBPROCESS``). See docs/pipelines.md.
 
     Raises:
         ConfigurationError: A setting is not one mptrace can use.
@@ -317,6 +325,7 @@ def init(
         return JoinedSession()
     _lingering[:] = [p for p in _lingering if p.poll() is None]
     instrument_ = _env.instrument(instrument)
+    subprocesses_ = _env.subprocesses(subprocesses)
     traces_ = _env.traces(traces)
     listener_config, child_config = _env.configs(
         service_name=service_name,
@@ -358,6 +367,8 @@ def init(
     if instrument_ and not _instrument.instrumented():
         _instrument.instrument()
         session.instrumented = True
+    if subprocesses_:
+        session.reach = _reach.carry(folder, session.child_config, instrument_)
     return session
 
 

@@ -1,0 +1,76 @@
+"""The join file: how a child interpreter finds the session it is part of.
+
+A program a participant starts with ``subprocess`` (directly, through a
+shell, or a stage of a pipeline) is a fresh interpreter that carries nothing
+of the session but its environment. The owner writes the session's
+:class:`ChildConfig` here, as JSON, in the session's private 0700 folder with
+mode 0600, and puts only the file's path in the environment
+(``MPTRACE_JOIN``): the key is never in an ``argv`` or in a place another
+user can read. The file goes with the folder when the session ends, so a
+program started later finds nothing and runs on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from mptrace._schema.config import ChildConfig
+
+#: The variable that holds the join file's path.
+JOIN_VAR = "MPTRACE_JOIN"
+#: The join file's name, in the session's folder (beside its socket).
+JOIN_FILE = "join.json"
+#: The file's format; a child of another mptrace that reads another one stays out.
+FORMAT = 1
+
+
+def write(path: str, config: ChildConfig, instrument: bool) -> None:
+    """Write *config* to *path*, readable by this user alone."""
+    data = {
+        "format": FORMAT,
+        "address": config.address,
+        "authkey": config.authkey.hex(),
+        "level": config.level,
+        "block_timeout": config.block_timeout,
+        "structlog": config.structlog,
+        "session_id": config.session_id,
+        "redact_keys": config.redact_keys,
+        "tracing": config.tracing,
+        "service_name": config.service_name,
+        "sample_interval": config.sample_interval,
+        "console": config.console,
+        "instrument": instrument,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+
+
+def read(path: str) -> tuple[ChildConfig, bool] | None:
+    """The session's configuration and whether to instrument the stdlib, or
+    None when there is no such file (the session ended) or it is not one
+    this mptrace reads."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+        if data.get("format") != FORMAT:
+            return None
+        keys = data.get("redact_keys")
+        config = ChildConfig(
+            address=str(data["address"]),
+            authkey=bytes.fromhex(data["authkey"]),
+            level=int(data["level"]),
+            block_timeout=float(data["block_timeout"]),
+            structlog=bool(data["structlog"]),
+            session_id=str(data["session_id"]),
+            redact_keys=None if keys is None else tuple(str(k) for k in keys),
+            tracing=bool(data["tracing"]),
+            service_name=str(data["service_name"]),
+            sample_interval=float(data["sample_interval"]),
+            console=bool(data["console"]),
+        )
+        return config, bool(data.get("instrument", True))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
