@@ -63,6 +63,11 @@ class TestNames:
         assert "exception.escaped" not in names and "code.namespace" not in names
         assert {n for n in names if "." not in n} == set()
 
+    def test_task_spans_carry_their_resources(self, names):
+        """A pool task's CPU and its worker's RSS change are on its span."""
+        assert {"mptrace.task.cpu", "mptrace.task.memory.rss_delta",
+                "mptrace.task.memory.rss"} <= names  # fmt: skip
+
     def test_every_name_is_in_the_attributes_table(self, names):
         """docs/attributes.md lists every attribute mptrace wrote."""
         doc = DOC.read_text()

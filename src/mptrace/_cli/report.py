@@ -3,7 +3,9 @@
 :class:`Report` takes events one at a time and keeps aggregates only: one
 :class:`Proc` per process (with its last few records), per-task-name counts,
 the slowest and the failed tasks, and the last records of the run for the HTML
-page. Its memory grows with the number of processes, not of events.
+page, and (``report_resources``) the workers whose memory grows and the
+tasks that cost most CPU. Its memory grows with the number of processes, not
+of events.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import deque
 from typing import Any
 
 from mptrace._cli.reader import Event
+from mptrace._cli.report_resources import Resources
 
 #: Records of the run kept for the HTML page (the last ones).
 MAX_RECORDS = 5_000
@@ -118,6 +121,7 @@ class Report:
         self.bars: list[tuple[int, int, int, str, bool]] = []
         self.bars_dropped = 0
         self.stacks: dict[Any, Event] = {}  # by pid: the last taken of each
+        self.resources = Resources()  # workers that grow, the costliest tasks
         self._created: dict[object, int] = {}
         self._order = itertools.count()
 
@@ -222,6 +226,7 @@ class Report:
         stats.failed += failed
         stats.total_ns += end - start
         stats.max_ns = max(stats.max_ns, end - start)
+        self.resources.add(event, attributes)
         pid = event.get("pid")
         if failed and len(self.failed_tasks) < MAX_FAILED_TASKS:
             self.failed_tasks.append(event)

@@ -18,6 +18,7 @@ from mptrace._cli.report import (
     fmt_ms,
     process_rows,
 )
+from mptrace._cli.report_resources import costly_lines, growing_lines
 from mptrace._render.lines import format_ts
 from mptrace._render.stacks import stacks_lines
 
@@ -196,9 +197,17 @@ def _tasks(report: Report) -> str:
         f"<li class=failed>{_e(str(e.get('name')))} on pid {e.get('pid')}: "
         f"{_e(str(e.get('status_message')))}</li>" for e in report.failed_tasks
     )  # fmt: skip
+    costly = "".join(f"<li>{_e(line.strip())}</li>"
+                     for line in costly_lines(report.resources))  # fmt: skip
+    growing = "".join(f"<li class=failed>{_e(line)}</li>"
+                      for line in growing_lines(report.resources))  # fmt: skip
     return ("<table><thead><tr><th>task</th><th>count</th><th>failed</th>"
             f"<th>mean</th><th>max</th></tr></thead><tbody>{rows}</tbody></table>"
-            f"<ul>{failures}</ul>")  # fmt: skip
+            f"<ul>{failures}</ul>"
+            + (f"<h3>Costliest tasks (CPU)</h3><ol id='costly'>{costly}</ol>"
+               if costly else "")
+            + (f"<h3>Workers whose memory grows</h3><ul id='growing'>{growing}</ul>"
+               if growing else ""))  # fmt: skip
 
 
 def _records(report: Report, procs: list[Proc]) -> str:

@@ -7,6 +7,7 @@ from typing import Any, TextIO
 
 from mptrace._cli.reader import Event
 from mptrace._cli.report import Proc, Report, fmt_ms, process_rows
+from mptrace._cli.report_resources import costly_lines, growing_lines
 from mptrace._render.lines import format_ts, make_console_renderer
 from mptrace._render.stacks import stacks_text
 
@@ -99,6 +100,16 @@ def _tasks(report: Report, out: TextIO, colours: bool) -> None:
             who = f"{p.name}[{p.pid}]" if p else "?"
             mark = " (failed)" if event.get("status") == "error" else ""
             print(f"    {fmt_ms(ns):>10}  {event.get('name')} on {who}{mark}", file=out)
+    costly = costly_lines(report.resources)
+    if costly:
+        print("  costliest (CPU of the worker over the task):", file=out)
+        for line in costly:
+            print(f"    {line}", file=out)
+    growing = growing_lines(report.resources)
+    if growing:
+        print(f"  {red}workers whose memory grows across tasks:{reset}", file=out)
+        for line in growing:
+            print(f"    {red}{line}{reset}", file=out)
 
 
 def render_text(report: Report, out: TextIO, colours: bool) -> None:

@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from mptrace._instrument import resources as _resources
 from mptrace._participant import participant as _participant
 from mptrace._participant.plain import exception_dict
 from mptrace._participant.stream import write_stderr
@@ -201,15 +202,20 @@ def _run_task(
     span = tracer.start_span(
         name, context=context_of(carrier), links=links, attributes=attributes
     )
-    return run_in_span(span, _logging_failure, name, func, *args)
+    return run_in_span(span, _measured, span, name, func, *args)
 
 
-def _logging_failure(name: str, func: Callable[..., Any], *args: Any) -> Any:
+def _measured(span: Any, name: str, func: Callable[..., Any], *args: Any) -> Any:
+    """Call *func*, its failure logged inside the span, and put on the span
+    the worker's CPU and RSS change over the call (``_resources``)."""
+    cpu, rss = _resources.cpu_ns(), _resources.rss()
     try:
         return func(*args)
     except Exception as exc:  # logged inside the task's span
         _task_log.error("%s raised %s", name, type(exc).__name__, exc_info=True)
         raise
+    finally:
+        _resources.put(span, cpu, rss)
 
 
 class TaskCall:

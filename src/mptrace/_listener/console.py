@@ -14,7 +14,12 @@ the program's terminal::
 Options follow the name after ``?``, as ``jsonl``'s do, or come from the
 ``MPTRACE_CONSOLE`` variable (the exporter's own options win)::
 
-    console?lifecycle=1&spans=1&level=warning&progress=0
+    console?lifecycle=1&spans=1&level=warning&progress=0&repeats=5
+
+With ``repeats=SECONDS`` (``repeats=on``: 5 s), a record like one
+shown within that time (same logger, level and message template, from any
+process) is counted, not printed, and one line says how many there were
+(``fold``). Off unless asked.
 
 A ``created`` transition carries the time ``Process()`` was built but comes
 at ``start()``, after lines stamped later: it is not a line of its own, the
@@ -27,6 +32,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from mptrace._listener.fold import REPEATS_WINDOW
 from mptrace.exceptions import ConfigurationError
 from mptrace.sinks import SinkSpec
 
@@ -38,7 +44,8 @@ OPTIONS_HELP = (
     "console takes options after '?', as in "
     "'console?lifecycle=1&spans=1&level=warning&progress=0': lifecycle, spans and "
     "progress are 1, true, yes, on or 0, false, no, off; level is DEBUG, INFO, "
-    "WARNING, ERROR or CRITICAL (any case)."
+    "WARNING, ERROR or CRITICAL (any case); repeats is the seconds a record "
+    "folds the ones like it (on: 5, off or 0: every record printed, the default)."
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -67,9 +74,25 @@ def parse_options(query: str) -> dict[str, Any]:
             if value.lower() not in LEVELS:
                 raise ConfigurationError(f"Invalid level {value!r}. {OPTIONS_HELP}")
             options[key] = LEVELS[value.lower()]
+        elif key == "repeats":
+            options[key] = _seconds(value)
         else:
             raise ConfigurationError(f"Unknown option {key!r}. {OPTIONS_HELP}")
     return options
+
+
+def _seconds(value: str) -> float:
+    if value.lower() in ("on", "true", "yes"):
+        return REPEATS_WINDOW
+    if value.lower() in ("off", "false", "no"):
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigurationError(f"Invalid repeats {value!r}. {OPTIONS_HELP}")
+    return seconds
 
 
 def check_console(name: str, target: str | None) -> SinkSpec:

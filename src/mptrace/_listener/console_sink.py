@@ -1,8 +1,8 @@
 """The console sink, in the listener: what to show, in what order, where.
 
 See ``console`` for the options and the picture; ``endings`` for the line
-a bad end gets, ``reorder`` for the window, ``progress`` for the line of
-a running map.
+a bad end gets, ``fold`` for repeated records, ``reorder`` for the window,
+``progress`` for the line of a running map.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from mptrace._listener.endings import Endings
+from mptrace._listener.fold import Repeats
 from mptrace._listener.reorder import WINDOW, Reorder
 from mptrace._render.palette import Palette
 from mptrace._render.term import use_colours
@@ -50,6 +51,7 @@ class ConsoleSink:
         progress: bool = True,
         report_file: str | None = None,
         window: float | None = None,
+        repeats: float = 0.0,
     ) -> None:
         from mptrace._render import lines as _render
 
@@ -68,7 +70,8 @@ class ConsoleSink:
             from mptrace._listener.progress import ProgressLine
 
             self.progress = ProgressLine(self.stream)
-        tick = self.progress.refresh if self.progress is not None else None
+        self.repeats = Repeats(repeats, self._repeated) if repeats > 0 else None
+        tick = self._tick if self.progress is not None or self.repeats else None
         self.order = Reorder(
             self._emit, WINDOW if window is None else window, tick=tick
         )
@@ -80,11 +83,36 @@ class ConsoleSink:
             kind = event.get("kind", "log")
             if kind == "log":
                 if not event.get("echoed") and _rank(event) >= self.level:
-                    self._hold(event.get("ts"), event)
+                    if self.repeats is None or self._shown(event):
+                        self._hold(event.get("ts"), event)
             elif kind == "span":
                 self._span(event)
             elif kind == "lifecycle":
                 self._lifecycle(event)
+
+    def _shown(self, event: Event) -> bool:
+        """Not one like a record shown within the window (``fold``)."""
+        assert self.repeats is not None
+        with self.order.lock:  # the console's thread ends windows
+            show = self.repeats.check(event)
+            if not show and not self.order.ticking:
+                self.order.wake()  # ticks until the window ends and is said
+        return show
+
+    def _repeated(self, line: Event) -> None:
+        self._hold(line.get("ts"), line)
+
+    def _tick(self) -> bool:
+        """The console thread's tick: the progress line, and windows that end."""
+        busy = self.progress.refresh() if self.progress is not None else False
+        if self.repeats is not None and self.repeats.expire():
+            busy = True
+        return bool(busy)
+
+    def _end_repeats(self) -> None:
+        if self.repeats is not None:
+            with self.order.lock:
+                self.repeats.flush()
 
     def _span(self, event: Event) -> None:
         if self.progress is not None:
@@ -153,6 +181,7 @@ class ConsoleSink:
 
     def summary(self, rows: list[dict[str, Any]]) -> None:
         """Everything held, then the run's table (``_render.lines.format_summary``)."""
+        self._end_repeats()
         self.order.flush()
         self._stop_progress()
         if rows:
@@ -216,6 +245,7 @@ class ConsoleSink:
                 self.progress.stop()
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        self._end_repeats()
         self.order.close(min(timeout, 1.0))
         self._stop_progress()
         self._flush_stream()

@@ -14,6 +14,12 @@
 ``compress``
     ``gz`` compresses each rotated file (``PATH.1.gz``); ``none`` (the
     default) leaves them as they are.
+``max_rate``, ``rate``
+    Records per second a logger may write (by the records' own times);
+    ``max_rate=100`` for every logger, ``rate=app.db:100,noisy:5`` for the
+    loggers named and their children. What is over is not written, and
+    counted; the count is said at the end (``fold.RateLimit``). Without
+    either, every record is written.
 
 With or without options, the file follows a rename the way the stdlib's
 ``WatchedFileHandler`` does: before each batch the path is looked at, and
@@ -38,6 +44,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from mptrace._listener.fold import RATE_HELP, RateLimit, parse_rates
 from mptrace._listener.jsonl import JsonlSink, jsonl_path
 from mptrace.exceptions import ConfigurationError
 from mptrace.sinks import SinkSpec
@@ -49,7 +56,7 @@ ROTATION_HELP = (
     "jsonl takes options after '?', as in "
     "'jsonl:run.jsonl?max_bytes=10MB&backups=5&compress=gz': max_bytes is a size "
     "in bytes or with a unit (KB, MB, GB, KiB, MiB, GiB), backups a number of "
-    "rotated files to keep (at least 1), compress 'gz' or 'none'."
+    "rotated files to keep (at least 1), compress 'gz' or 'none'; " + RATE_HELP
 )
 _UNITS = {
     "": 1,
@@ -99,6 +106,18 @@ def parse_options(query: str) -> dict[str, Any]:
             if value.lower() not in ("gz", "none"):
                 raise ConfigurationError(f"Invalid compress {value!r}. {ROTATION_HELP}")
             options[key] = value.lower() == "gz"
+        elif key == "max_rate":
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigurationError(f"Invalid max_rate {value!r}. {ROTATION_HELP}")
+            options[key] = int(value)
+        elif key == "rate":
+            if "rates" in options:
+                msg = f"The option 'rate' is given twice. {ROTATION_HELP}"
+                raise ConfigurationError(msg)
+            try:
+                options["rates"] = parse_rates(value)
+            except ValueError as exc:
+                raise ConfigurationError(f"{exc}. {ROTATION_HELP}") from None
         else:
             raise ConfigurationError(f"Unknown option {key!r}. {ROTATION_HELP}")
     if ("backups" in options or "compress" in options) and "max_bytes" not in options:
@@ -139,9 +158,16 @@ class RotatingJsonlSink(JsonlSink):
     """A :class:`JsonlSink` that follows renames, reopens on SIGHUP, rotates by size."""
 
     def __init__(
-        self, path: str, max_bytes: int = 0, backups: int = 0, compress: bool = False
+        self,
+        path: str,
+        max_bytes: int = 0,
+        backups: int = 0,
+        compress: bool = False,
+        max_rate: int = 0,
+        rates: dict[str, int] | None = None,
     ) -> None:
         super().__init__(path)
+        self.rate = RateLimit(max_rate, rates) if max_rate or rates else None
         self.max_bytes = max_bytes
         self.backups = backups or DEFAULT_BACKUPS
         self.compress = compress
@@ -168,7 +194,20 @@ class RotatingJsonlSink(JsonlSink):
         JsonlSink.__init__(self, self.path)  # opened the way JsonlSink opens it
         self._identity = self._file_identity()
 
+    @property
+    def dropped(self) -> int:  # type: ignore[override]
+        """Records the rate limit kept out (said at the end by the listener)."""
+        return self.rate.total() if self.rate is not None else 0
+
+    @property
+    def dropped_what(self) -> str:
+        return self.rate.said() if self.rate is not None else "events"
+
     def export_raw(self, lines: Sequence[bytes]) -> None:
+        if self.rate is not None:
+            lines = [line for line in lines if self.rate.keep(line)]
+            if not lines:
+                return
         if self.reopen_pending or self._moved():
             self.reopen()
         if self.max_bytes:

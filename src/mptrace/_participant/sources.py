@@ -105,6 +105,8 @@ class FunnelHandler(logging.handlers.QueueHandler):
             "event": _message(record),
             "process": record.processName or "?",
         }
+        if record.args:  # the message differs from its template: send both
+            event["template"] = safe_str(record.msg)
         fields = record.__dict__
         if len(fields) > _BASE_LEN:  # something beyond a plain record's attributes
             extras = fields.keys() - _RECORD_ATTRS

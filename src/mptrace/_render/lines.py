@@ -52,7 +52,10 @@ LEVEL_STYLES = {
 
 # What the console shows as columns of its own, or not at all.
 _HIDDEN = frozenset(
-    "kind ts pid ppid seq run process exc stack trace_id span_id echoed".split()
+    (
+        *"kind ts pid ppid seq run process exc stack trace_id span_id".split(),
+        *("echoed", "template"),
+    )
 )
 
 

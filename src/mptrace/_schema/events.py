@@ -57,7 +57,9 @@ EVENT_KEYS: Final = frozenset(
 )
 #: A log event's own keys; an ``extra=`` field or structlog key of the same name
 #: is kept with a trailing underscore.
-LOG_KEYS: Final = EVENT_KEYS | {"exc", "stack", "trace_id", "span_id", "echoed"}
+LOG_KEYS: Final = EVENT_KEYS | {
+    "exc", "stack", "trace_id", "span_id", "echoed", "template"
+}  # fmt: skip
 SPAN_KEYS: Final = frozenset(
     (
         "name", "trace_id", "span_id", "parent_span_id", "span_kind", "start_ns",
