@@ -39,8 +39,19 @@ from mptrace._schema import events as _events
 from mptrace._schema import joinfile as _joinfile
 
 _log = logging.getLogger("mptrace.process")
-#: The code multiprocessing runs in the interpreters it starts itself.
-_MULTIPROCESSING = ("from multiprocessing.", "from multiprocess.")
+#: The code multiprocessing (and its copies, and loky) runs in the
+#: interpreters it starts itself: their processes join as children do.
+_MULTIPROCESSING = (
+    "from multiprocessing.",
+    "from multiprocess.",
+    "from joblib.externals.loky.",
+    "from loky.",
+)
+#: Modules loky runs as ``python -m`` for its workers.
+_LOKY_WORKERS = (
+    "joblib.externals.loky.backend.popen_loky_posix",
+    "loky.backend.popen_loky_posix",
+)
 #: This process's participant, when it joined as a stage.
 _joined: list[_participant.Participant] = []
 
@@ -57,6 +68,8 @@ def _multiprocessings_own() -> bool:
     if "-c" in argv[:-1]:
         code = argv[argv.index("-c") + 1]
         return code.startswith(_MULTIPROCESSING)
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1] in _LOKY_WORKERS
     return False
 
 
