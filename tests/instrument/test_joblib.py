@@ -6,6 +6,7 @@ only the ``multiprocessing`` backend runs under each start method."""
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,6 +50,21 @@ def loky_workers() -> list[Any]:
     return list(executor._processes.values()) if executor is not None else []
 
 
+def shut_loky_down() -> None:
+    executor = reusable_executor._executor
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_loky_workers() -> Iterator[None]:
+    """loky keeps its workers for the next call; workers that joined another
+    test's session would send this test's records to a listener long gone."""
+    shut_loky_down()
+    yield
+    shut_loky_down()
+
+
 def test_loky_gives_a_task_span_per_call_under_the_calling_span(jsonl, capfd):
     with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
         with trace.get_tracer("tests").start_as_current_span("outer") as outer:
@@ -61,7 +77,7 @@ def test_loky_gives_a_task_span_per_call_under_the_calling_span(jsonl, capfd):
     try:
         assert workers and any(p.is_alive() for p in workers), "they were waited for"
     finally:
-        reusable_executor._executor.shutdown(wait=True)
+        shut_loky_down()
     assert "mptrace" not in capfd.readouterr().err
     tasks = check(read_jsonl(jsonl), hex_id(outer), spans=8)
     # Each span was made in the loky worker that ran the call.
