@@ -6,6 +6,7 @@ only the ``multiprocessing`` backend runs under each start method."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,7 +80,12 @@ def test_loky_gives_a_task_span_per_call_under_the_calling_span(jsonl, capfd):
     finally:
         shut_loky_down()
     assert "mptrace" not in capfd.readouterr().err
-    tasks = check(read_jsonl(jsonl), hex_id(outer), spans=8)
+    events = read_jsonl(jsonl)
+    tasks = check(events, hex_id(outer), spans=8)
+    # loky's workers join once, as its processes, not also as programs of
+    # their own; nor does loky's resource tracker.
+    names = {(e["pid"], e["process"]) for e in events if e["kind"] == "lifecycle"}
+    assert {pid for pid, name in names if name == "MainProcess"} == {os.getpid()}
     # Each span was made in the loky worker that ran the call.
     assert {t["attributes"]["process.pid"] for t in tasks} <= {p.pid for p in workers}
 

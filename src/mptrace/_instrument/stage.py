@@ -50,13 +50,21 @@ def joined() -> bool:
     return bool(_joined) and _joined[0].pid == os.getpid()
 
 
+#: The modules loky (joblib's workers) runs in the interpreters it starts:
+#: a worker joins as its process object's ``_bootstrap`` runs, as
+#: multiprocessing's do, and its resource tracker is loky's own.
+_LOKY = ("joblib.externals.loky.backend.", "loky.backend.")
+
+
 def _multiprocessings_own() -> bool:
     if "--multiprocessing-fork" in sys.argv:
         return True
     argv = sys.orig_argv
     if "-c" in argv[:-1]:
         code = argv[argv.index("-c") + 1]
-        return code.startswith(_MULTIPROCESSING)
+        return code.startswith(_MULTIPROCESSING + tuple(f"from {m}" for m in _LOKY))
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1].startswith(_LOKY)
     return False
 
 
