@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import logs_of, read_jsonl
 from opentelemetry import trace
-from workers import log_item
+from workers import log_item, tr_fail_on_two
 
 import mptrace
 
@@ -130,3 +130,18 @@ def test_threads_give_a_span_per_batch_in_their_thread(jsonl):
             )
         assert squares == [i * i for i in range(8)]
     check(read_jsonl(jsonl), hex_id(outer), spans=8)
+
+
+def test_a_failing_call_fails_its_batchs_span_and_reaches_the_program(session, jsonl):
+    with pytest.raises(ValueError, match="task failed on 2"):
+        joblib.Parallel(n_jobs=2, batch_size=1)(
+            joblib.delayed(tr_fail_on_two)(i) for i in range(4)
+        )
+    mptrace.shutdown()
+    tasks = [
+        e
+        for e in read_jsonl(jsonl)
+        if e.get("kind") == "span" and e["name"] == "task workers.tr_fail_on_two"
+    ]
+    [failed] = [t for t in tasks if t["status"] == "error"]
+    assert "ValueError: task failed on 2" in failed["status_message"]
