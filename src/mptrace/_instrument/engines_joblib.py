@@ -62,7 +62,14 @@ class TracedBatch:
 
 def _function_of(batch: Any) -> str:
     """The function a batch calls; joblib lets one ``Parallel`` mix several."""
-    names = {qualname(item[0]) for item in getattr(batch, "items", ())}
+    items = getattr(batch, "items", None)
+    if not items:
+        return "joblib.BatchedCalls"
+    first = items[0][0]
+    # By identity first: a batch of tiny calls holds thousands of one function.
+    if all(item[0] is first for item in items):
+        return qualname(first)
+    names = {qualname(item[0]) for item in items}
     return names.pop() if len(names) == 1 else "joblib.BatchedCalls"
 
 
