@@ -39,19 +39,8 @@ from mptrace._schema import events as _events
 from mptrace._schema import joinfile as _joinfile
 
 _log = logging.getLogger("mptrace.process")
-#: The code multiprocessing (and its copies, and loky) runs in the
-#: interpreters it starts itself: their processes join as children do.
-_MULTIPROCESSING = (
-    "from multiprocessing.",
-    "from multiprocess.",
-    "from joblib.externals.loky.",
-    "from loky.",
-)
-#: Modules loky runs as ``python -m`` for its workers.
-_LOKY_WORKERS = (
-    "joblib.externals.loky.backend.popen_loky_posix",
-    "loky.backend.popen_loky_posix",
-)
+#: The code multiprocessing runs in the interpreters it starts itself.
+_MULTIPROCESSING = ("from multiprocessing.", "from multiprocess.")
 #: This process's participant, when it joined as a stage.
 _joined: list[_participant.Participant] = []
 
@@ -61,15 +50,21 @@ def joined() -> bool:
     return bool(_joined) and _joined[0].pid == os.getpid()
 
 
+#: The modules loky (joblib's workers) runs in the interpreters it starts:
+#: a worker joins as its process object's ``_bootstrap`` runs, as
+#: multiprocessing's do, and its resource tracker is loky's own.
+_LOKY = ("joblib.externals.loky.backend.", "loky.backend.")
+
+
 def _multiprocessings_own() -> bool:
     if "--multiprocessing-fork" in sys.argv:
         return True
     argv = sys.orig_argv
     if "-c" in argv[:-1]:
         code = argv[argv.index("-c") + 1]
-        return code.startswith(_MULTIPROCESSING)
+        return code.startswith(_MULTIPROCESSING + tuple(f"from {m}" for m in _LOKY))
     if "-m" in argv[:-1]:
-        return argv[argv.index("-m") + 1] in _LOKY_WORKERS
+        return argv[argv.index("-m") + 1].startswith(_LOKY)
     return False
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from mptrace._instrument import engines_joblib as _joblib
 from mptrace._instrument import process as _process
 from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._instrument import tasks as _tasks
@@ -279,6 +280,7 @@ _REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
         ("ProcessPoolExecutor", "map", _executor_map),
     ],
     "subprocess": _subprocesses.REPLACEMENTS,
+    "joblib.parallel": _joblib.REPLACEMENTS,
 }
 # multiprocess (pathos's renamed copy of multiprocessing): the same patches.
 for _name in ("process", "pool"):

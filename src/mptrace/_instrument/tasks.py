@@ -20,6 +20,8 @@ worker parents each task under the span that submitted it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import multiprocessing
 import sys
@@ -208,9 +210,23 @@ def imap(
 
 def task(func: Callable[..., Any]) -> Callable[..., Any]:
     """*func* as a traced task of the span current now (``apply_async``)."""
-    if session_tracer() is None:
+    if session_tracer() is None or _caller_traces.get():
         return func
     return _tracing.TaskCall(func, _tracing.carrier())
+
+
+_caller_traces = contextvars.ContextVar("mptrace_caller_traces", default=False)
+
+
+@contextlib.contextmanager
+def traced_by_caller() -> Iterator[None]:
+    """Tasks submitted inside are traced by the caller (joblib's ``Parallel``,
+    which hands the pool its batches already wrapped): ``task`` leaves them."""
+    token = _caller_traces.set(True)
+    try:
+        yield
+    finally:
+        _caller_traces.reset(token)
 
 
 # -- executors ---------------------------------------------------------------------
