@@ -26,6 +26,9 @@ SCRIPT = textwrap.dedent(
     import logging, sys
     import mptrace
 
+    # The terminal is the console exporter's alone: no last resort printing.
+    logging.getLogger().addHandler(logging.NullHandler())
+
     class SameSecond(logging.Filter):
         # Every record in one second of its own time: the rate's count is exact.
         def filter(self, record):
