@@ -175,7 +175,7 @@ class TestNothingLostSilently:
                 p.join(120)
         finally:
             session.shutdown()
-        events = read_jsonl(jsonl)
+        events = read_jsonl(_whole_lines(jsonl))
         for i, p in enumerate(children):
             assert p.exitcode == 0
             in_file = {e["i"] for e in logs_of(events, pid=p.pid, event="fast")}
@@ -285,3 +285,17 @@ class TestSpansAfterDeath:
         assert re.search(r"MainProcess\[\d+\] span late work [0-9.]+ (ms|s) ok", err), (
             err[-2000:]
         )
+
+
+def _whole_lines(path):
+    """*path* less a last line the SIGKILLed listener left half written.
+
+    That record was not acknowledged, so its writer gave it on its stderr:
+    it is counted there, not here. Every other line must be whole JSON.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    cut = data[: data.rfind(b"\n") + 1]
+    whole = path.with_name(path.name + ".whole")
+    whole.write_bytes(cut)
+    return whole
