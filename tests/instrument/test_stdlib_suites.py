@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import sys
+import threading
 import weakref
 
 import pytest
 from conftest import read_jsonl
 from guest_workers import keyword_self
+from stdlib_workers import keep_unraisable, report_threads
 
 
 class TestAJoinedChildIsFreed:
@@ -78,3 +81,34 @@ class TestAClosedProcess:
             if "could not record" in str(r.get("message", r))
         ]
         assert warnings == []
+
+
+class TestNoThreadAtAFork:
+    def test_a_child_starts_with_no_thread_made_for_it(
+        self, start_method, session, monkeypatch
+    ):
+        """test_python_finalization_error: with thread creation failing (as at
+        interpreter shutdown), a child starts without an error of mptrace's in
+        a fork hook, and with no thread but its main one."""
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        ctx = multiprocessing.get_context(start_method)
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=report_threads, args=(w,))
+        name = (
+            "_start_joinable_thread"
+            if sys.version_info >= (3, 13)
+            else "_start_new_thread"
+        )
+        monkeypatch.setattr(sys, "unraisablehook", keep_unraisable)
+        with monkeypatch.context() as patch:
+            patch.setattr(threading, name, refuse)
+            p.start()
+        w.close()
+        assert r.poll(60)
+        unraisable, threads = r.recv()
+        p.join(60)
+        assert unraisable == []
+        assert threads == ["MainThread"]
