@@ -391,7 +391,7 @@ def install_provider(service_name: str, owner: bool = True) -> None:
     )
     provider = new_provider(resource)
     _own_resource[0] = provider.resource
-    provider.add_span_processor(_processor)
-    provider._mptrace_processor = True
-    provider._mptrace_own = True
+    provider.add_span_processor(_processor)  # type: ignore[arg-type]
+    provider._mptrace_processor = True  # type: ignore[attr-defined]
+    provider._mptrace_own = True  # type: ignore[attr-defined]
     trace.set_tracer_provider(provider)
