@@ -46,7 +46,6 @@ class Watch:
         "config",
         "cpu_system",
         "cpu_user",
-        "done",
         "max_threads",
         "peak_rss",
         "pid",
@@ -67,8 +66,6 @@ class Watch:
         self.sentinel: int = process.sentinel
         self.popen = process._popen  # outlives a close() of the process object
         self.claimed = False
-        # Set once the exit is recorded: a join() that lost the claim waits for it.
-        self.done = threading.Event()
         self.peak_rss = 0
         self.max_threads = 0
         self.cpu_user: float | None = None
@@ -95,25 +92,10 @@ class Watch:
 
     def exit_code(self, wait: bool) -> int | None:
         """The child's exit code (waiting up to 5 s if *wait*), or None."""
-        popen = self.popen
-        if popen is None:  # recorded and let go already
-            return None
         try:
-            return popen.wait(5.0) if wait else popen.poll()  # type: ignore[no-any-return]
+            return self.popen.wait(5.0) if wait else self.popen.poll()  # type: ignore[no-any-return]
         except Exception:
-            return popen.returncode  # type: ignore[no-any-return]
-
-    def release(self) -> None:
-        """The exit is recorded: let go of the child's objects.
-
-        The process object holds this watch (its ``ProcessState``), so a
-        watch that kept the process would make a cycle, and a joined
-        ``Process`` and its ``Popen`` would outlive their last reference
-        until a garbage collection, with the Popen's finalizer still
-        registered (CPython's own tests look for both).
-        """
-        self.process = self.popen = self.ps = None
-        self.done.set()
+            return self.popen.returncode  # type: ignore[no-any-return]
 
 
 def serialise_poll(process: Any) -> None:

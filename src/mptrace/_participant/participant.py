@@ -32,7 +32,6 @@ from mptrace._participant.otel_guest import (
     unwatch_late_provider,
     watch_late_provider,
 )
-from mptrace._participant.own_provider import new_provider
 from mptrace._participant.plain import plain, safe_repr
 from mptrace._participant.sources import Send, process_name
 from mptrace._participant.stream import Stream, write_stderr
@@ -389,7 +388,7 @@ def install_provider(service_name: str, owner: bool = True) -> None:
             "host.name": socket.gethostname(),
         }
     )
-    provider = new_provider(resource)
+    provider = TracerProvider(resource=resource)
     _own_resource[0] = provider.resource
     provider.add_span_processor(_processor)  # type: ignore[arg-type]
     provider._mptrace_processor = True  # type: ignore[attr-defined]

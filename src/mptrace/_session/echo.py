@@ -5,8 +5,7 @@ stderr is normally the program's file descriptor 2. Where the program has
 replaced ``sys.stderr`` in-process (Jupyter and IDEs, pytest's ``capsys``),
 nothing written to fd 2 reaches what the person sees. Then the listener's
 stderr is a pipe, and one thread of the program copies it to ``sys.stderr``
-as it comes. The thread is out of the program's sight
-(``forksafe.GuestThread``), and paused across forks (``_participant.forksafe``);
+as it comes. The thread is paused across forks (``_participant.forksafe``);
 ``drain`` copies what is there at once (``force_flush``), ``close`` reads to
 the end after the listener has exited; a listener that stays on after the
 session (for a manager's server, say) is copied until it exits.
@@ -54,8 +53,10 @@ class StderrRelay:
         _forksafe.register(self)
         self._thread = self._start()
 
-    def _start(self) -> _forksafe.GuestThread:
-        return _forksafe.GuestThread(self._run)
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="mptrace-stderr", daemon=True)
+        thread.start()
+        return thread
 
     def _run(self) -> None:
         while not self._pausing and not self._closed:
