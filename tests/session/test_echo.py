@@ -10,6 +10,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+from echo_workers import report_threads
 from workers import log_tagged
 
 import mptrace
@@ -38,6 +39,24 @@ class TestConsoleToSysStderr:
         with mptrace.init(exporters=["console", f"jsonl:{jsonl}"]):
             log.warning("x")
         assert not [t for t in threading.enumerate() if t.name.startswith("mptrace")]
+
+    def test_the_relay_is_no_thread_of_the_programs(self, capsys, start_method):
+        """A program (or a test suite) that counts its threads while the
+        relay runs, and in a child, counts only its own."""
+        before = threading.enumerate()
+        with mptrace.init(exporters=["console"]) as s:
+            log.warning("x")
+            assert s.force_flush()
+            assert threading.enumerate() == before
+            ctx = mptrace.get_context(start_method)
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=report_threads, args=(w,))
+            p.start()
+            w.close()
+            assert r.poll(60)
+            assert r.recv() == ["MainThread"]
+            p.join(60)
+            assert threading.enumerate() == before
 
 
 NOTEBOOK = textwrap.dedent(

@@ -172,13 +172,22 @@ def observed_exit(process: Any) -> None:
     watch = state_of(process).watch
     part = _participant.current()
     monitor = part.monitor if part is not None else None
-    if watch is not None and monitor is not None and monitor.claim(watch):
+    if watch is None or monitor is None:
+        return
+    if monitor.claim(watch):
         finish(watch, False)
+    else:  # the monitor's thread is recording it: done before join() returns
+        watch.done.wait(5.0)
 
 
 def terminated(process: Any, how: str) -> None:
     watch = state_of(process).watch
-    if watch is None or process.exitcode is not None:
+    # A closed process has no exit code to read (terminate() then raises).
+    if (
+        watch is None
+        or getattr(process, "_closed", False)
+        or process.exitcode is not None
+    ):
         return
     watch.terminated = how
     watch.span.add_event("terminated", {"mptrace.how": how})
@@ -189,6 +198,13 @@ def terminated(process: Any, how: str) -> None:
 
 def finish(watch: Watch, running_at_shutdown: bool = False) -> None:
     """The child has exited (or the session ends): close its span, say how."""
+    try:
+        _finish(watch, running_at_shutdown)
+    finally:
+        watch.release()
+
+
+def _finish(watch: Watch, running_at_shutdown: bool) -> None:
     span = watch.span
     watch.sample()  # a fork or spawn child is a zombie now: its final CPU times
     code = None if running_at_shutdown else watch.exit_code(wait=True)

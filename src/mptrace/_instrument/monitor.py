@@ -46,6 +46,7 @@ class Watch:
         "config",
         "cpu_system",
         "cpu_user",
+        "done",
         "max_threads",
         "peak_rss",
         "pid",
@@ -66,6 +67,8 @@ class Watch:
         self.sentinel: int = process.sentinel
         self.popen = process._popen  # outlives a close() of the process object
         self.claimed = False
+        # Set once the exit is recorded: a join() that lost the claim waits for it.
+        self.done = threading.Event()
         self.peak_rss = 0
         self.max_threads = 0
         self.cpu_user: float | None = None
@@ -92,10 +95,25 @@ class Watch:
 
     def exit_code(self, wait: bool) -> int | None:
         """The child's exit code (waiting up to 5 s if *wait*), or None."""
+        popen = self.popen
+        if popen is None:  # recorded and let go already
+            return None
         try:
-            return self.popen.wait(5.0) if wait else self.popen.poll()  # type: ignore[no-any-return]
+            return popen.wait(5.0) if wait else popen.poll()  # type: ignore[no-any-return]
         except Exception:
-            return self.popen.returncode  # type: ignore[no-any-return]
+            return popen.returncode  # type: ignore[no-any-return]
+
+    def release(self) -> None:
+        """The exit is recorded: let go of the child's objects.
+
+        The process object holds this watch (its ``ProcessState``), so a
+        watch that kept the process would make a cycle, and a joined
+        ``Process`` and its ``Popen`` would outlive their last reference
+        until a garbage collection, with the Popen's finalizer still
+        registered (CPython's own tests look for both).
+        """
+        self.process = self.popen = self.ps = None
+        self.done.set()
 
 
 def serialise_poll(process: Any) -> None:
@@ -186,6 +204,9 @@ class Monitor:
         self._pausing = False
         self._paused = False
         self._thread: _forksafe.GuestThread | None = None
+        # The last thread started: one that ended by itself (nothing left to
+        # watch) may still be leaving the OS when the program forks next.
+        self._last: _forksafe.GuestThread | None = None
         _forksafe.register(self)
 
     @property
@@ -198,17 +219,23 @@ class Monitor:
         """With ``_lock`` held: a thread, unless one runs or may not now."""
         if self._thread is None and not (self._stopping or self._paused):
             self._pausing = False
-            self._thread = _forksafe.GuestThread(self._run)
+            self._thread = self._last = _forksafe.GuestThread(self._run)
 
     def pause(self) -> None:
         """Before a fork: end the thread (its OS thread too), keeping every watch."""
         with self._lock:
             thread, self._thread = self._thread, None
-            if self._stopping or thread is None:
+            last = self._last
+            if self._stopping or last is None:
                 return
-            self._pausing = self._paused = True
-        self._wake(b"p")
-        _forksafe.end_thread(thread)
+            if thread is not None:
+                self._pausing = self._paused = True
+        if thread is not None:
+            self._wake(b"p")
+        _forksafe.end_thread(last)
+        with self._lock:  # gone: its thread id may be the program's next
+            if self._last is last:
+                self._last = None
 
     def resume(self) -> None:
         """After a fork, in the parent, once it has returned: the thread again."""
@@ -302,7 +329,7 @@ class Monitor:
         _forksafe.unregister(self)
         self._wake(b"s")
         if thread is not None:
-            thread.join(5.0)
+            _forksafe.end_thread(thread)
         with self._lock:
             watches = list(self._watches.values())
         for watch in watches:

@@ -32,6 +32,7 @@ from mptrace._participant.otel_guest import (
     unwatch_late_provider,
     watch_late_provider,
 )
+from mptrace._participant.own_provider import new_provider
 from mptrace._participant.plain import plain, safe_repr
 from mptrace._participant.sources import Send, process_name
 from mptrace._participant.stream import Stream, write_stderr
@@ -388,9 +389,9 @@ def install_provider(service_name: str, owner: bool = True) -> None:
             "host.name": socket.gethostname(),
         }
     )
-    provider = TracerProvider(resource=resource)
+    provider = new_provider(resource)
     _own_resource[0] = provider.resource
-    provider.add_span_processor(_processor)  # type: ignore[arg-type]
-    provider._mptrace_processor = True  # type: ignore[attr-defined]
-    provider._mptrace_own = True  # type: ignore[attr-defined]
+    provider.add_span_processor(_processor)
+    provider._mptrace_processor = True
+    provider._mptrace_own = True
     trace.set_tracer_provider(provider)

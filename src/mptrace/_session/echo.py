@@ -5,7 +5,8 @@ stderr is normally the program's file descriptor 2. Where the program has
 replaced ``sys.stderr`` in-process (Jupyter and IDEs, pytest's ``capsys``),
 nothing written to fd 2 reaches what the person sees. Then the listener's
 stderr is a pipe, and one thread of the program copies it to ``sys.stderr``
-as it comes. The thread is paused across forks (``_participant.forksafe``);
+as it comes. The thread is out of the program's sight
+(``forksafe.GuestThread``), and paused across forks (``_participant.forksafe``);
 ``drain`` copies what is there at once (``force_flush``), ``close`` reads to
 the end after the listener has exited; a listener that stays on after the
 session (for a manager's server, say) is copied until it exits.
@@ -53,10 +54,8 @@ class StderrRelay:
         _forksafe.register(self)
         self._thread = self._start()
 
-    def _start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._run, name="mptrace-stderr", daemon=True)
-        thread.start()
-        return thread
+    def _start(self) -> _forksafe.GuestThread:
+        return _forksafe.GuestThread(self._run)
 
     def _run(self) -> None:
         while not self._pausing and not self._closed:
@@ -116,7 +115,10 @@ class StderrRelay:
 
     def pause(self) -> None:
         thread = self._thread
-        if self._paused or self._closed or not thread.is_alive():
+        if self._paused or self._closed:
+            return
+        if not thread.is_alive():  # ended by itself: its OS thread may not have
+            _forksafe.end_thread(thread)
             return
         self._pausing = True
         os.write(self._wake_w, b"p")
