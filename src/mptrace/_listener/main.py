@@ -25,6 +25,7 @@ import sys
 
 from mptrace._listener.router import Router
 from mptrace._listener.transport import Transport
+from mptrace._schema import profile as _profile
 from mptrace._schema.config import ListenerConfig
 from mptrace.exceptions import ConfigurationError
 
@@ -47,6 +48,8 @@ def bootstrap() -> None:
     ``config:`` and a sentence when a sink cannot be built, or the reason it
     cannot start.
     """
+    _profile.start()
+    _profile.mark("listener imports")
     for name in STOP_SIGNALS:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
     listen_fd, status_fd = int(sys.argv[1]), int(sys.argv[2])
@@ -61,11 +64,14 @@ def bootstrap() -> None:
         os.write(status_fd, f"{prefix}{type(exc).__name__}: {exc}".encode())
         os.close(status_fd)
         raise SystemExit(1) from None
+    _profile.mark("listener sinks")
     os.write(status_fd, b"ok\n")
     try:
         transport.run(router)
     except KeyboardInterrupt:
         pass
+    _profile.mark("listener drain")
     router.finish()
+    _profile.write("listener", "listener finish")
     if transport.owner_gone or transport.lingering:  # no owner left to do it
         _remove_session_dir(cfg)

@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 
+from mptrace._schema import profile as _profile
 from mptrace._schema.config import ChildConfig, ListenerConfig
 from mptrace._session.reach import without_boot
 from mptrace.exceptions import ConfigurationError, ListenerError
@@ -107,6 +108,7 @@ def start_listener(
     finally:
         lsock.close()
         os.close(status_w)
+    _profile.mark("listener start")
     return proc, status_r
 
 
