@@ -864,6 +864,7 @@ def run_python(code: str) -> None:
 
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
+
 def chatter(marked: object, stop: object) -> None:
     """Log without pause until *stop* is set; set *marked* after the first record."""
     log.warning("first")

@@ -396,15 +396,3 @@ def get_session() -> Session | None:
     if session is None or session.owner_pid != os.getpid():
         return None
     return session
-
-
-def get_logger(name: str | None = None, **initial_values: Any) -> Any:
-    """A structlog logger whose events reach the listener as dicts.
-
-    Before :func:`init` (or with ``structlog=False``) it is a plain
-    ``structlog.get_logger()``; bound values travel with every event.
-    """
-    import structlog
-
-    args = (name,) if name is not None else ()
-    return structlog.get_logger(*args, **initial_values)
