@@ -70,3 +70,23 @@ class FileSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
+
+
+class AtExitSink:
+    """Keeps every event and writes them all in an ``atexit`` handler: output
+    that only the listener's interpreter, as it ends, writes."""
+
+    def __init__(self, path: str) -> None:
+        import atexit
+
+        self.path = path
+        self.events: list[dict[str, Any]] = []
+        atexit.register(self._write)
+
+    def export(self, events: Sequence[dict[str, Any]]) -> None:
+        self.events.extend(events)
+
+    def _write(self) -> None:
+        with open(self.path, "w", encoding="utf-8") as f:
+            for event in self.events:
+                f.write(json.dumps(event) + "\n")

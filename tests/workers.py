@@ -863,3 +863,13 @@ def run_python(code: str) -> None:
     import subprocess
 
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def chatter(marked: object, stop: object) -> None:
+    """Log without pause until *stop* is set; set *marked* after the first record."""
+    log.warning("first")
+    marked.set()  # type: ignore[attr-defined]
+    n = 0
+    while not stop.is_set():  # type: ignore[attr-defined]
+        n += 1
+        log.info("chatter %d", n)

@@ -29,13 +29,8 @@ if TYPE_CHECKING:
     from mptrace._instrument.stdlib import instrument, uninstrument
     from mptrace._instrument.traced import traced
     from mptrace._session.joined import JoinedSession
-    from mptrace._session.session import (
-        Session,
-        get_logger,
-        get_session,
-        init,
-        shutdown,
-    )
+    from mptrace._session.logger import get_logger
+    from mptrace._session.session import Session, get_session, init, shutdown
 
 #: Where each public name lives.
 _HOMES = {
@@ -48,7 +43,7 @@ _HOMES = {
     "get_context": "_instrument.pool",
     "Process": "_instrument.process",
     "Session": "_session.session",
-    "get_logger": "_session.session",
+    "get_logger": "_session.logger",
     "get_session": "_session.session",
     "init": "_session.session",
     "shutdown": "_session.session",

@@ -110,7 +110,9 @@ HOLDS_THE_GIL = textwrap.dedent(
     import ctypes, threading
     threading.Thread(target=threading.Event().wait, daemon=True).start()
     print("holding", flush=True)
-    ctypes.PyDLL(None).sleep(60)  # C code, the GIL held
+    libc = ctypes.PyDLL(None)
+    while True:  # a signal's handler ends sleep() early: the program goes on
+        libc.sleep(60)  # C code, the GIL held
     """
 )
 

@@ -14,6 +14,7 @@ import os
 import tempfile
 from typing import Any
 
+from mptrace._schema import folders as _folders
 from mptrace._schema import stacks as _stacks
 from mptrace.exceptions import ConfigurationError
 
@@ -23,37 +24,15 @@ def _bases() -> list[str]:
     return list(dict.fromkeys(b for b in bases if os.path.isdir(b)))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def running_sessions(owner: int | None = None) -> list[str]:
     """This user's session folders whose owner is alive, newest first."""
     found = []
     for base in _bases():
-        try:
-            entries = list(os.scandir(base))
-        except OSError:
-            continue
-        for entry in entries:
-            parts = entry.name.split("-")
-            if len(parts) != 3 or parts[0] != "mptrace" or not parts[1].isdigit():
-                continue
-            pid = int(parts[1])
+        for entry, pid, info in _folders.mine(base):
             if owner is not None and pid != owner:
                 continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
             sock = os.path.join(entry.path, "funnel.sock")
-            if info.st_uid == os.getuid() and os.path.exists(sock) and _alive(pid):
+            if os.path.exists(sock) and _folders.alive(pid):
                 found.append((info.st_mtime, entry.path))
     return [path for _, path in sorted(found, reverse=True)]
 

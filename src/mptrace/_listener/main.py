@@ -25,6 +25,7 @@ import sys
 
 from mptrace._listener.router import Router
 from mptrace._listener.transport import Transport
+from mptrace._schema import profile as _profile
 from mptrace._schema.config import ListenerConfig
 from mptrace.exceptions import ConfigurationError
 
@@ -47,6 +48,8 @@ def bootstrap() -> None:
     ``config:`` and a sentence when a sink cannot be built, or the reason it
     cannot start.
     """
+    _profile.start()
+    _profile.mark("listener imports")
     for name in STOP_SIGNALS:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
     listen_fd, status_fd = int(sys.argv[1]), int(sys.argv[2])
@@ -61,11 +64,27 @@ def bootstrap() -> None:
         os.write(status_fd, f"{prefix}{type(exc).__name__}: {exc}".encode())
         os.close(status_fd)
         raise SystemExit(1) from None
+    _profile.mark("listener sinks")
     os.write(status_fd, b"ok\n")
     try:
         transport.run(router)
     except KeyboardInterrupt:
         pass
+    _profile.mark("listener drain")
     router.finish()
     if transport.owner_gone or transport.lingering:  # no owner left to do it
         _remove_session_dir(cfg)
+    _profile.write("listener", "listener finish")
+    if _own_code_only(cfg):
+        # Every sink is written, flushed and closed: freeing each module as
+        # the interpreter ends would only hold up the owner, who waits for
+        # this exit. A sink or processor of the program's may still hold
+        # something that only its teardown writes: with one, the exit is whole.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _own_code_only(cfg: ListenerConfig) -> bool:
+    """Only mptrace's own sinks run here, and no processor of the program's."""
+    return not cfg.processors and all(s.kind != "user" for s in cfg.exporters)

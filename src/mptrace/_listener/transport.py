@@ -44,7 +44,7 @@ READ_SIZE = 256 * 1024
 #: Threads that run handshakes, and connections that may wait for one.
 HANDSHAKERS = 4
 HANDSHAKE_BACKLOG = 64
-#: After the owner asked to stop: stop once no stream has said anything for this long.
+#: After the owner asked to stop, a record cut mid-write waits this long for its rest.
 DRAIN_IDLE = 0.25
 #: While draining, connections still in their handshake are waited for this
 #: long at most: a child that connects as the session ends gets in, a peer
@@ -308,6 +308,12 @@ class Transport:
         if self.handshakes_running and now < self.handshakes_until:
             return False  # a child connecting now; a silent peer waits in vain
         if not self.others_open():
+            return True
+        # What was sent before the owner's shutdown frame is in a pipe already
+        # (a send writes before it returns): one pass reading every stream to
+        # empty has it all. A record cut mid-write waits for its rest.
+        self.read_available(self.deadline - now)
+        if not any(p.reader.pending for p in self.peers.values()):
             return True
         return idle and now - self.last_data >= DRAIN_IDLE
 

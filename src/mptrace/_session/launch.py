@@ -23,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Mapping
 
+from mptrace._schema import folders as _folders
+from mptrace._schema import profile as _profile
 from mptrace._schema.config import ChildConfig, ListenerConfig
 from mptrace._session.reach import without_boot
 from mptrace.exceptions import ConfigurationError, ListenerError
@@ -50,42 +52,18 @@ def make_dir() -> str:
     if len(base) > 60:  # AF_UNIX paths are limited to ~100 bytes
         base = "/tmp"
     _sweep(base)
-    return tempfile.mkdtemp(prefix=f"mptrace-{os.getpid()}-", dir=base)
+    return tempfile.mkdtemp(prefix=_folders.name_prefix(os.getpid()), dir=base)
 
 
 def _sweep(base: str) -> None:
-    uid = os.getuid()
     now = time.time()
-    try:
-        entries = list(os.scandir(base))
-    except OSError:
-        return
-    for entry in entries:
-        parts = entry.name.split("-")
-        if len(parts) != 3 or parts[0] != "mptrace" or not parts[1].isdigit():
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
+    for entry, owner, info in _folders.mine(base):
         if (
-            info.st_uid != uid
-            or not stat.S_ISDIR(info.st_mode)
-            or now - info.st_mtime < STALE_AFTER
-            or _alive(int(parts[1]))
+            stat.S_ISDIR(info.st_mode)
+            and now - info.st_mtime >= STALE_AFTER
+            and not _folders.alive(owner)
         ):
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def start_listener(
@@ -107,6 +85,7 @@ def start_listener(
     finally:
         lsock.close()
         os.close(status_w)
+    _profile.mark("listener start")
     return proc, status_r
 
 

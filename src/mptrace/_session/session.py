@@ -22,6 +22,7 @@ from mptrace._instrument import root as _root
 from mptrace._instrument import stdlib as _instrument
 from mptrace._listener.jsonl import read_memory
 from mptrace._participant import participant as _participant
+from mptrace._schema import profile as _profile
 from mptrace._schema.config import ChildConfig, ListenerConfig
 from mptrace._schema.events import FLUSH, SHUTDOWN
 from mptrace._session import echo as _echo
@@ -110,16 +111,18 @@ class Session:
         self._proc, self._status = proc, status
         # The listener's interpreter starts while this process sets itself up.
         part = _participant.join(self.child_config, owner=True)
+        _profile.mark("own install")
         try:
             _launch.confirm(proc, status)
         except BaseException:
             _participant.leave(part)
-            if self._relay is not None:
-                self._relay.close()
+            self._close_relay()
             raise
+        _profile.mark("listener ready")
         if self.child_config.tracing:
             per_unit = self.traces == "unit"
             self._root.start(self.service_name, self.run_id, per_unit)
+        _profile.mark("run span")
         atexit.register(self._atexit)
         return self
 
@@ -190,6 +193,7 @@ class Session:
                 return
             self._closed = True
             atexit.unregister(self._atexit)
+        _profile.mark("program")
         limit = self.listener_config.shutdown_timeout if timeout is None else timeout
         part = _participant.current()
         if part is not None:
@@ -199,9 +203,11 @@ class Session:
             self._root.end()
             # Sent even after a fallback: the stream tries the listener again.
             part.send({"kind": SHUTDOWN, "process": "MainProcess"})
+        _profile.mark("end sent")
         stays = False
         if self._proc is not None:
             stays = _launch.wait(self._proc, limit + _EXPORT_GRACE, self._status)
+        _profile.mark("listener exit")
         if stays and self._proc is not None:
             _lingering.append(self._proc)  # reaped by a later session
             if self._relay is not None:  # copies what the listener still says
@@ -220,6 +226,7 @@ class Session:
         self._close_status()
         if not stays:  # else the listener removes it when it ends: a child
             self._remove_dir()  # starting now still finds the socket
+        _profile.write("owner", "end")
 
     def _close_relay(self) -> None:
         relay, self._relay = self._relay, None
@@ -323,6 +330,8 @@ def init(
     global _session
     if joins_another(_session):
         return JoinedSession()
+    _profile.start()
+    _profile.mark("import")
     _lingering[:] = [p for p in _lingering if p.poll() is None]
     instrument_ = _env.instrument(instrument)
     subprocesses_ = _env.subprocesses(subprocesses)
@@ -340,6 +349,7 @@ def init(
         shutdown_timeout=shutdown_timeout,
         stacks_signal=stacks_signal,
     )
+    _profile.mark("options")
     with _lock:
         if (
             _session is not None
@@ -369,6 +379,7 @@ def init(
         session.instrumented = True
     if subprocesses_:
         session.reach = _reach.carry(folder, session.child_config, instrument_)
+    _profile.mark("instrumentation")
     return session
 
 
@@ -385,15 +396,3 @@ def get_session() -> Session | None:
     if session is None or session.owner_pid != os.getpid():
         return None
     return session
-
-
-def get_logger(name: str | None = None, **initial_values: Any) -> Any:
-    """A structlog logger whose events reach the listener as dicts.
-
-    Before :func:`init` (or with ``structlog=False``) it is a plain
-    ``structlog.get_logger()``; bound values travel with every event.
-    """
-    import structlog
-
-    args = (name,) if name is not None else ()
-    return structlog.get_logger(*args, **initial_values)
