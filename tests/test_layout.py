@@ -81,6 +81,7 @@ LAZY_ALLOWED = {
     ("_session.session", "_session.reach"): "while the listener's interpreter starts",
     ("_session.session", "_session.waited"): "while the listener's interpreter starts",
     ("_session.joined", "_participant.participant"): "in a spawned child only",
+    ("_schema.joinfile", "_schema.config"): "the owner starts its listener before it",
     # The command loads what its subcommand uses, so `mptrace logs` starts fast.
     ("_cli.main", "_render.lines"): "structlog's console renderer",
     ("_cli.main", "_cli.report"): "the report",
