@@ -59,8 +59,15 @@ def python_of(path: str) -> str:
 
 
 def ensure(path: str, repo: str) -> float | None:
-    """Make the venv at *path* unless it is there; seconds it took, or None."""
+    """Make the venv at *path* unless it is there; seconds it took, or None.
+
+    A venv made from another checkout is pointed at *repo*'s code: its
+    editable install would otherwise measure that checkout's mptrace.
+    """
     if os.path.exists(os.path.join(path, "done")):
+        if _installed_from(path) != os.path.join(repo, "src"):
+            pip = [python_of(path), "-m", "pip", "install", "-q", "--no-deps"]
+            subprocess.run([*pip, "-e", repo], check=True)
         return None
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", "--clear", path], check=True)
@@ -70,6 +77,15 @@ def ensure(path: str, repo: str) -> float | None:
     with open(os.path.join(path, "done"), "w") as f:
         f.write(" ".join(PACKAGES) + "\n")
     return time.perf_counter() - t0
+
+
+def _installed_from(path: str) -> str | None:
+    """The source folder of mptrace's editable install in the venv at *path*."""
+    code = (
+        "import mptrace, os; print(os.path.dirname(os.path.dirname(mptrace.__file__)))"
+    )
+    out = subprocess.run([python_of(path), "-c", code], capture_output=True, text=True)
+    return out.stdout.strip() or None
 
 
 def count_packages(python: str) -> int:

@@ -156,9 +156,9 @@ def _phases(path: str, t0: float, t1: float) -> dict[str, float]:
 
 #: The owner's phases, then the listener's, as the table lists them.
 PHASES = [
-    ("import", "interpreter start, `import mptrace`, init's own imports"),
-    ("options", "the configuration checked"),
+    ("import", "interpreter start, `import mptrace`, `mptrace.init`'s module"),
     ("listener start", "session folder, socket, the listener's Popen"),
+    ("options", "the rest of mptrace imported, the configuration checked"),
     ("own install", "the owner joins: logging, structlog, tracer provider"),
     ("listener ready", "waiting for the listener's `ok`"),
     ("run span", "the run's span started"),

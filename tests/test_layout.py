@@ -64,6 +64,24 @@ LAZY_ALLOWED = {
         "_participant.participant",
         "_render.lines",
     ): "the renderer, once the listener is gone",
+    # init() starts the listener first, then imports the rest meanwhile.
+    ("_session.session", "_instrument.root"): "while the listener's interpreter starts",
+    (
+        "_session.session",
+        "_instrument.stdlib",
+    ): "while the listener's interpreter starts",
+    ("_session.session", "_listener.jsonl"): "while the listener's interpreter starts",
+    (
+        "_session.session",
+        "_participant.participant",
+    ): "while the listener's interpreter starts",
+    ("_session.session", "_schema.events"): "while the listener's interpreter starts",
+    ("_session.session", "_session.env"): "while the listener's interpreter starts",
+    ("_session.session", "_session.exit"): "while the listener's interpreter starts",
+    ("_session.session", "_session.reach"): "while the listener's interpreter starts",
+    ("_session.session", "_session.waited"): "while the listener's interpreter starts",
+    ("_session.joined", "_participant.participant"): "in a spawned child only",
+    ("_schema.joinfile", "_schema.config"): "the owner starts its listener before it",
     # The command loads what its subcommand uses, so `mptrace logs` starts fast.
     ("_cli.main", "_render.lines"): "structlog's console renderer",
     ("_cli.main", "_cli.report"): "the report",

@@ -36,10 +36,11 @@ from mptrace._participant import participant as _participant
 from mptrace._participant.sources import process_name
 from mptrace._participant.stream import write_stderr
 from mptrace._schema import events as _events
+from mptrace._schema import joinfile as _joinfile
 from mptrace._schema.joinfile import JOIN_FILE, JOIN_VAR
 
 #: The folder whose ``sitecustomize`` makes a Python program join.
-BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot")
+BOOT = _joinfile.BOOT
 #: How a stage's start is named in lifecycle records and span attributes.
 START_METHOD = "subprocess"
 _INTERPRETER = ("python", "pypy")

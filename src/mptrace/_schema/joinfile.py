@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from mptrace._schema.config import ChildConfig
+if TYPE_CHECKING:  # read() imports it: the owner starts its listener first
+    from mptrace._schema.config import ChildConfig
 
 #: The variable that holds the join file's path.
 JOIN_VAR = "MPTRACE_JOIN"
@@ -24,6 +26,21 @@ JOIN_VAR = "MPTRACE_JOIN"
 JOIN_FILE = "join.json"
 #: The file's format; a child of another mptrace that reads another one stays out.
 FORMAT = 1
+#: The folder of the start-up hook (``_instrument/boot/sitecustomize.py``)
+#: that the environment's ``PYTHONPATH`` carries to a child interpreter.
+BOOT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_instrument", "boot"
+)
+
+
+def without_boot(environ: Mapping[str, str]) -> dict[str, str]:
+    """*environ* less the hook: for an interpreter that must not join (the listener)."""
+    env = dict(environ)
+    env.pop(JOIN_VAR, None)
+    if "PYTHONPATH" in env:
+        kept = [e for e in env["PYTHONPATH"].split(os.pathsep) if e != BOOT]
+        env["PYTHONPATH"] = os.pathsep.join(kept)
+    return env
 
 
 def write(path: str, config: ChildConfig, instrument: bool) -> None:
@@ -52,6 +69,8 @@ def read(path: str) -> tuple[ChildConfig, bool] | None:
     """The session's configuration and whether to instrument the stdlib, or
     None when there is no such file (the session ended) or it is not one
     this mptrace reads."""
+    from mptrace._schema.config import ChildConfig
+
     try:
         with open(path, encoding="utf-8") as f:
             data: dict[str, Any] = json.load(f)

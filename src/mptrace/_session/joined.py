@@ -7,9 +7,6 @@ import os
 import sys
 from typing import Any
 
-from mptrace._instrument import stage as _stage
-from mptrace._participant import participant as _participant
-
 
 def joins_another(session: Any) -> bool:
     """True where ``init()`` joins a running session (this process's *session*
@@ -22,7 +19,10 @@ def joins_another(session: Any) -> bool:
     session of its own. A Python program that joined as a stage of the run
     (``_instrument.stage``) joins it again.
     """
-    if _stage.joined():
+    # A program joins as a stage from its start-up hook, which imports the
+    # module; where it is not imported, this program is no stage.
+    stage = sys.modules.get("mptrace._instrument.stage")
+    if stage is not None and stage.joined():
         return True
     mine = session is not None and session.owner_pid == os.getpid()
     if mine and session.runner and session.active:
@@ -33,6 +33,8 @@ def joins_another(session: Any) -> bool:
 
         if type(mp_process.current_process()).__name__ == "_MainProcess":
             return True  # the parent's main module being imported again
+        from mptrace._participant import participant as _participant
+
         return _participant.current() is not None  # else: a session of its own
     return session is not None and not mine
 

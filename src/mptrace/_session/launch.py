@@ -2,11 +2,13 @@
 
 ``init()`` binds the session's ``AF_UNIX`` socket in a private 0700 folder,
 then starts ``python -c ...`` with the listening socket and a status pipe as
-inherited descriptors and its configuration on stdin (the key is never on a
-command line). A fresh interpreter is what the spawn start method gives,
-without its one surprise: spawn re-imports the program's ``__main__``, and a
-script whose ``init()`` is not under a main guard would start listeners
-without end. The listener answers ``ok`` on the status pipe, or why not.
+inherited descriptors, first thing: the listener's interpreter starts and
+imports while the program checks its configuration, which then goes to the
+listener's stdin (the key is never on a command line). A fresh interpreter
+is what the spawn start method gives, without its one surprise: spawn
+re-imports the program's ``__main__``, and a script whose ``init()`` is not
+under a main guard would start listeners without end. The listener answers
+``ok`` on the status pipe, or why not.
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from mptrace._schema import folders as _folders
 from mptrace._schema import profile as _profile
-from mptrace._schema.config import ChildConfig, ListenerConfig
-from mptrace._session.reach import without_boot
+from mptrace._schema.joinfile import without_boot
+from mptrace._session import echo as _echo
 from mptrace.exceptions import ConfigurationError, ListenerError
+
+if TYPE_CHECKING:  # the listener starts before the configuration is built
+    from mptrace._schema.config import ChildConfig, ListenerConfig
+
+#: A started listener: the relay of its stderr, the process, its status pipe.
+Launched = tuple["_echo.StderrRelay | None", tuple[subprocess.Popen[bytes], int]]
 
 #: Seconds ``init`` waits for the listener to say it is ready.
 LISTENER_START_TIMEOUT = 60.0
@@ -37,6 +46,12 @@ _PACKAGE_PARENT = os.path.dirname(
 )
 
 
+#: Seconds beyond ``shutdown_timeout`` that shutdown gives the listener to hand
+#: what is queued to its exporters (``_listener.otlp.FLUSH_LIMIT`` plus a margin).
+EXPORT_GRACE = 7.0
+#: Listeners that outlived their session's shutdown for processes still
+#: writing: reaped by the next init() once they have ended.
+lingering: list[subprocess.Popen[bytes]] = []
 #: A session folder whose owner is dead is removed by the next session once
 #: it is this many seconds old (its listener drains for a few seconds at most).
 STALE_AFTER = 30.0
@@ -66,19 +81,26 @@ def _sweep(base: str) -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
+def begin(address: str) -> Launched:
+    """Start the listener; where sys.stderr is not fd 2, with a relay that
+    brings the listener's stderr to it."""
+    return _echo.start_with_relay(lambda fd: start_listener(address, fd))
+
+
 def start_listener(
-    cfg: ListenerConfig, child: ChildConfig, stderr: int | None = None
+    address: str, stderr: int | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the listener; return it and the read end of its status pipe,
-    on which :func:`confirm` waits for its answer.
+    """Start the listener on a socket bound at *address*; return it and the
+    read end of its status pipe, on which :func:`confirm` waits for its
+    answer once :func:`send_config` has given it its configuration.
 
     *stderr* is a file descriptor for the listener's stderr (the program's
     own when None).
     """
-    lsock = _bind(child.address)
+    lsock = _bind(address)
     status_r, status_w = os.pipe()
     try:
-        proc = _spawn(cfg, child.authkey, lsock, status_w, stderr)
+        proc = _spawn(lsock, status_w, stderr)
     except BaseException:
         os.close(status_r)
         raise
@@ -87,6 +109,19 @@ def start_listener(
         os.close(status_w)
     _profile.mark("listener start")
     return proc, status_r
+
+
+def send_config(
+    proc: subprocess.Popen[bytes], cfg: ListenerConfig, child: ChildConfig
+) -> None:
+    """Write the listener's configuration and key to its stdin."""
+    payload = pickle.dumps((list(sys.path), pickle.dumps((cfg, child.authkey))))
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    except BrokenPipeError:  # it died already: confirm() says why
+        pass
 
 
 def confirm(proc: subprocess.Popen[bytes], status_r: int) -> None:
@@ -101,6 +136,17 @@ def confirm(proc: subprocess.Popen[bytes], status_r: int) -> None:
         kill(proc)
         os.close(status_r)
         raise
+
+
+def stop_unstarted(launched: Launched) -> None:
+    """Stop a listener that never got its configuration (init() failed first)."""
+    relay, (proc, status_r) = launched
+    kill(proc)
+    if proc.stdin is not None:
+        proc.stdin.close()
+    os.close(status_r)
+    if relay is not None:
+        relay.close()
 
 
 def wait(proc: subprocess.Popen[bytes], bound: float, status_r: int | None) -> bool:
@@ -163,14 +209,8 @@ def _bind(path: str) -> socket.socket:
 
 
 def _spawn(
-    cfg: ListenerConfig,
-    authkey: bytes,
-    lsock: socket.socket,
-    status_w: int,
-    stderr: int | None = None,
+    lsock: socket.socket, status_w: int, stderr: int | None = None
 ) -> subprocess.Popen[bytes]:
-    inner = pickle.dumps((cfg, authkey))
-    payload = pickle.dumps((list(sys.path), inner))
     code = (
         f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
         "from mptrace._listener.main import bootstrap; bootstrap()"
@@ -183,9 +223,6 @@ def _spawn(
         close_fds=True,
         env=listener_env(os.environ),
     )
-    assert proc.stdin is not None
-    proc.stdin.write(payload)
-    proc.stdin.close()
     return proc
 
 

@@ -18,13 +18,13 @@ environment back at shutdown.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._schema import joinfile as _joinfile
 from mptrace._schema.config import ChildConfig
+from mptrace._schema.joinfile import without_boot
 
-BOOT = _subprocesses.BOOT
+BOOT = _joinfile.BOOT
 _VARS = (_joinfile.JOIN_VAR, "PYTHONPATH")
 
 
@@ -58,13 +58,3 @@ def withdraw(old: dict[str, str | None]) -> None:
     os.environ["PYTHONPATH"] = without_boot(os.environ).get("PYTHONPATH", "")
     if not os.environ["PYTHONPATH"] and old.get("PYTHONPATH") is None:
         del os.environ["PYTHONPATH"]
-
-
-def without_boot(environ: Mapping[str, str]) -> dict[str, str]:
-    """*environ* less the hook: for an interpreter that must not join (the listener)."""
-    env = dict(environ)
-    env.pop(_joinfile.JOIN_VAR, None)
-    if "PYTHONPATH" in env:
-        kept = [e for e in env["PYTHONPATH"].split(os.pathsep) if e != BOOT]
-        env["PYTHONPATH"] = os.pathsep.join(kept)
-    return env

@@ -9,42 +9,56 @@ its events there through a participant of its own (``_participant.participant``)
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import select
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mptrace._instrument import root as _root
-from mptrace._instrument import stdlib as _instrument
-from mptrace._listener.jsonl import read_memory
-from mptrace._participant import participant as _participant
 from mptrace._schema import profile as _profile
-from mptrace._schema.config import ChildConfig, ListenerConfig
-from mptrace._schema.events import FLUSH, SHUTDOWN
-from mptrace._session import echo as _echo
-from mptrace._session import env as _env
-from mptrace._session import exit as _exit
 from mptrace._session import launch as _launch
-from mptrace._session import reach as _reach
-from mptrace._session import waited as _waited
 from mptrace._session.joined import JoinedSession, joins_another
 from mptrace._session.preload import preload_in_forkserver
 from mptrace.exceptions import MptraceError
-from mptrace.sinks import SinkSpec
 
-#: Seconds beyond ``shutdown_timeout`` that shutdown gives the listener to hand
-#: what is queued to its exporters (``_listener.otlp.FLUSH_LIMIT`` plus a margin).
-_EXPORT_GRACE = 7.0
+# What init() needs once its listener starts, imported by _imports() meanwhile.
+if TYPE_CHECKING:
+    from dataclasses import replace as _replace
+
+    from mptrace._instrument import root as _root
+    from mptrace._instrument import stdlib as _instrument
+    from mptrace._listener import jsonl as _jsonl
+    from mptrace._participant import participant as _participant
+    from mptrace._schema import events as _events
+    from mptrace._schema.config import ChildConfig, ListenerConfig
+    from mptrace._session import env as _env
+    from mptrace._session import exit as _exit
+    from mptrace._session import reach as _reach
+    from mptrace._session import waited as _waited
+    from mptrace._session.echo import StderrRelay
+    from mptrace.sinks import SinkSpec
+
+
+def _imports() -> None:
+    global _root, _instrument, _jsonl, _participant, _events, _env, _exit, _reach
+    global _waited, _replace
+    from dataclasses import replace as _replace
+
+    from mptrace._instrument import root as _root
+    from mptrace._instrument import stdlib as _instrument
+    from mptrace._listener import jsonl as _jsonl
+    from mptrace._participant import participant as _participant
+    from mptrace._schema import events as _events
+    from mptrace._session import env as _env
+    from mptrace._session import exit as _exit
+    from mptrace._session import reach as _reach
+    from mptrace._session import waited as _waited
+
 
 _lock = threading.RLock()
 _session: Session | None = None
-#: Listeners that outlived their session's shutdown for processes still
-#: writing: reaped by the next init() once they have ended.
-_lingering: list[subprocess.Popen[bytes]] = []
 
 
 class Session:
@@ -68,7 +82,7 @@ class Session:
         self._started = False
         self._closed = False
         self._events: list[dict[str, Any]] | None = None
-        self._relay: _echo.StderrRelay | None = None
+        self._relay: StderrRelay | None = None
         #: Started by ``mptrace run``: the program's own init() joins it.
         self.runner = False
         self.instrumented = False  # by this session, which takes it out again
@@ -96,20 +110,16 @@ class Session:
 
     # -- start ---------------------------------------------------------------
 
-    def start(self) -> Session:
-        """Start the listener and join it. Idempotent: a second call does nothing."""
-        with _lock:
-            if self._started:
-                return self
-            self._started = True
-        # Where sys.stderr is not fd 2, the listener's stderr is brought to it.
-        self._relay, (proc, status) = _echo.start_with_relay(
-            lambda fd: _launch.start_listener(
-                self.listener_config, self.child_config, fd
-            )
-        )
+    def start(self, launched: _launch.Launched | None = None) -> Session:
+        """Join the listener *launched* by init() (``_launch``); on failure
+        it is stopped. Idempotent: a second call does nothing."""
+        if self._started or launched is None:
+            return self
+        self._started = True
+        self._relay, (proc, status) = launched
         self._proc, self._status = proc, status
-        # The listener's interpreter starts while this process sets itself up.
+        _launch.send_config(proc, self.listener_config, self.child_config)
+        # The listener builds its sinks while this process sets itself up.
         part = _participant.join(self.child_config, owner=True)
         _profile.mark("own install")
         try:
@@ -138,7 +148,7 @@ class Session:
         status = self._status
         if not self.active or part is None or status is None:
             return False
-        part.send({"kind": FLUSH, "process": "MainProcess"})
+        part.send({"kind": _events.FLUSH, "process": "MainProcess"})
         if part.stream.failed:  # it tried the listener again, in vain
             return False
         if not select.select([status], [], [], timeout)[0]:
@@ -158,7 +168,7 @@ class Session:
             return list(self._events)
         if self.active:
             self.force_flush()
-        return read_memory(self.listener_config.session_dir)
+        return _jsonl.read_memory(self.listener_config.session_dir)
 
     # -- shutdown ------------------------------------------------------------
 
@@ -182,7 +192,7 @@ class Session:
 
         Idempotent; in any process but the owner it does nothing. Returns
         within *timeout* seconds (default: the session's ``shutdown_timeout``)
-        plus ``_EXPORT_GRACE`` (7 s) for the exporters at the most: a listener
+        plus ``_launch.EXPORT_GRACE`` (7 s) for the exporters at the most: a listener
         that takes longer is killed.
         """
         global _session
@@ -202,14 +212,14 @@ class Session:
             _exit.report_strangers()
             self._root.end()
             # Sent even after a fallback: the stream tries the listener again.
-            part.send({"kind": SHUTDOWN, "process": "MainProcess"})
+            part.send({"kind": _events.SHUTDOWN, "process": "MainProcess"})
         _profile.mark("end sent")
         stays = False
         if self._proc is not None:
-            stays = _launch.wait(self._proc, limit + _EXPORT_GRACE, self._status)
+            stays = _launch.wait(self._proc, limit + _launch.EXPORT_GRACE, self._status)
         _profile.mark("listener exit")
         if stays and self._proc is not None:
-            _lingering.append(self._proc)  # reaped by a later session
+            _launch.lingering.append(self._proc)  # reaped by a later session
             if self._relay is not None:  # copies what the listener still says
                 self._relay.close_at_end()
             self._relay = None
@@ -222,10 +232,11 @@ class Session:
         with _lock:
             if _session is self:
                 _session = None
-        self._events = read_memory(self.listener_config.session_dir)
+        folder = self.listener_config.session_dir
+        self._events = _jsonl.read_memory(folder)
         self._close_status()
-        if not stays:  # else the listener removes it when it ends: a child
-            self._remove_dir()  # starting now still finds the socket
+        if not stays:  # else the listener does, at its end: a child starting
+            shutil.rmtree(folder, ignore_errors=True)  # now finds the socket
         _profile.write("owner", "end")
 
     def _close_relay(self) -> None:
@@ -237,9 +248,6 @@ class Session:
         status, self._status = self._status, None
         if status is not None:
             os.close(status)
-
-    def _remove_dir(self) -> None:
-        shutil.rmtree(self.listener_config.session_dir, ignore_errors=True)
 
     def __enter__(self) -> Session:
         return self
@@ -289,39 +297,28 @@ def init(
             ``"jsonl:PATH"``, ``"memory"`` (see :meth:`Session.events`),
             ``"otlp"``/``"jaeger"`` (gRPC), ``"otlp+http"``, or a sink of
             your own (:mod:`mptrace.sinks`).
-        level: The lowest level funnelled, for stdlib logging and structlog
-            (default INFO).
-        instrument: Make the stdlib's own ``multiprocessing`` processes,
-            pools and ``ProcessPoolExecutor`` participate like mptrace's
-            drop-ins (:func:`mptrace.instrument`); on by default.
+        level: The lowest level funnelled (default INFO).
+        instrument: The stdlib's processes, pools and executors participate
+            like mptrace's drop-ins (:func:`mptrace.instrument`); on by default.
         redact: ``True`` redacts the values of secret-looking keys
-            (:data:`mptrace.processors.DEFAULT_SECRET_KEYS`), an iterable of key
-            names redacts those instead, ``False`` turns redaction off.
-            Redaction runs in each process before an event leaves it.
-        processors: structlog processors the listener runs on every log event,
-            after redaction; they must be importable (not from ``__main__``).
+            (:data:`mptrace.processors.DEFAULT_SECRET_KEYS`) in each process,
+            an iterable of key names those instead, ``False`` nothing.
+        processors: structlog processors the listener runs on every log
+            event after redaction; importable (not from ``__main__``).
         structlog: Configure structlog so that its events are funnelled too.
-        tracing: Make each child process, pool task and ``@traced`` call a
-            span, and record every child's lifecycle; the tracer provider is
-            the user's own when one is set.
-        sample_interval: Seconds between psutil samples of each running
-            child's CPU, memory and threads.
+        tracing: Each child, pool task and ``@traced`` call is a span, and
+            each child's lifecycle is recorded (in the program's own provider).
+        sample_interval: Seconds between psutil samples of each child.
         block_timeout: The longest a logging call waits for a listener that
             has stopped reading, before that process falls back to its stderr.
         shutdown_timeout: The longest :meth:`Session.shutdown` drains.
-        traces: ``"run"`` (the default, or ``MPTRACE_TRACES``) makes the whole
-            run one trace under a span of its own; ``"unit"`` makes each
-            top-level unit of work (a child process, a ``Pool.map``, a
-            top-level ``@traced`` call) a trace of its own, linked to the
-            run's span: for long-running services.
-        stacks_signal: The signal on which each process writes the stacks
-            of its threads for ``mptrace stacks`` (a name or number; by
-            default ``MPTRACE_STACKS_SIGNAL``, else SIGUSR2); ``None`` or 0
-            takes no signal and no stacks (docs/debugging.md).
-        subprocesses: Make each Python program a process of the session
-            starts (``subprocess``, a shell, ``os.exec*``) join the session,
-            under a span of the program; on by default
-            (``MPTRACE_SUBPROCESS``). See docs/pipelines.md.
+        traces: ``"run"`` (the default, or ``MPTRACE_TRACES``): the run is
+            one trace; ``"unit"``: each top-level unit of work (a child, a
+            ``Pool.map``, a ``@traced`` call) a trace linked to the run's span.
+        stacks_signal: The signal for ``mptrace stacks`` (name or number;
+            ``MPTRACE_STACKS_SIGNAL``, else SIGUSR2); ``None`` or 0: none.
+        subprocesses: Python programs started with ``subprocess``, a shell
+            or ``os.exec*`` join the session (``MPTRACE_SUBPROCESS``; on).
 
     Raises:
         ConfigurationError: A setting is not one mptrace can use.
@@ -332,24 +329,7 @@ def init(
         return JoinedSession()
     _profile.start()
     _profile.mark("import")
-    _lingering[:] = [p for p in _lingering if p.poll() is None]
-    instrument_ = _env.instrument(instrument)
-    subprocesses_ = _env.subprocesses(subprocesses)
-    traces_ = _env.traces(traces)
-    listener_config, child_config = _env.configs(
-        service_name=service_name,
-        exporters=exporters,
-        level=level,
-        redact=redact,
-        processors=processors,
-        structlog=structlog,
-        tracing=tracing,
-        sample_interval=sample_interval,
-        block_timeout=block_timeout,
-        shutdown_timeout=shutdown_timeout,
-        stacks_signal=stacks_signal,
-    )
-    _profile.mark("options")
+    _launch.lingering[:] = [p for p in _launch.lingering if p.poll() is None]
     with _lock:
         if (
             _session is not None
@@ -360,17 +340,39 @@ def init(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
             )
-        preload_in_forkserver()
         folder = _launch.make_dir()
-        listener_config.session_dir = folder
         address = os.path.join(folder, "funnel.sock")
-        session = Session(
-            listener_config, dataclasses.replace(child_config, address=address)
-        )
-        session.traces = traces_
+        # The listener boots while this process imports the rest, and checks.
+        launched = _launch.begin(address)
+        session: Session | None = None
         try:
-            session.start()
+            _imports()
+            instrument_ = _env.instrument(instrument)
+            subprocesses_ = _env.subprocesses(subprocesses)
+            traces_ = _env.traces(traces)
+            listener_config, child_config = _env.configs(
+                service_name=service_name,
+                exporters=exporters,
+                level=level,
+                redact=redact,
+                processors=processors,
+                structlog=structlog,
+                tracing=tracing,
+                sample_interval=sample_interval,
+                block_timeout=block_timeout,
+                shutdown_timeout=shutdown_timeout,
+                stacks_signal=stacks_signal,
+            )
+            _profile.mark("options")
+            preload_in_forkserver()
+            listener_config.session_dir = folder
+            child_config = _replace(child_config, address=address)
+            session = Session(listener_config, child_config)
+            session.traces = traces_
+            session.start(launched)  # on failure, it stops the listener
         except BaseException:
+            if session is None or not session._started:
+                _launch.stop_unstarted(launched)
             shutil.rmtree(folder, ignore_errors=True)
             raise
         _session = session
