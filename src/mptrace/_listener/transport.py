@@ -386,6 +386,9 @@ class Transport:
 
 
 _HELLO = _events.KIND_CODES[_events.HELLO]
+#: Per process, its latest totals of records it gave again, put on stderr
+#: and lost since a listener died (``_participant.revive.told``).
+given_again: dict[object, tuple[int, ...]] = {}
 
 
 def _introduce(peer: Peer, body: memoryview) -> None:
@@ -395,6 +398,12 @@ def _introduce(peer: Peer, body: memoryview) -> None:
     except ValueError:
         return
     if type(hello) is dict:
+        counts = tuple(
+            n if type(n) is int and n > 0 else 0
+            for n in map(hello.get, ("again", "stderr", "lost"))
+        )
+        if any(counts):
+            given_again[hello.get("pid")] = counts
         peer.pid = hello.get("pid", "?")
         peer.ppid = hello.get("ppid")
         peer.process = hello.get("process", "?")
