@@ -11,6 +11,20 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+#: Per process, its latest totals of records it gave again, put on stderr
+#: and lost since a listener died (``_participant.revive.told``).
+given_again: dict[object, tuple[int, ...]] = {}
+
+
+def note_totals(hello: dict[str, Any]) -> None:
+    """Keep the totals a writer's ``hello`` carries, the latest of each."""
+    counts = tuple(
+        n if type(n) is int and n > 0 else 0
+        for n in map(hello.get, ("again", "stderr", "lost"))
+    )
+    if any(counts):
+        given_again[hello.get("pid")] = counts
+
 
 class Problems:
     """Counts by kind, said as the part not yet said."""

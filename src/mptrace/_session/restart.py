@@ -1,12 +1,12 @@
 """A listener that dies is replaced: same folder, address, key and sinks.
 
-The owner waits on the listener's pidfd in a thread of mptrace's own, out
-of the program's sight (``_participant.forksafe.GuestThread``): an idle owner
-notices a SIGKILL or the OOM killer at once, without a signal handler or a
-poll loop in the program. Like mptrace's other threads it is not alive
-across a fork; while it is paused (until the next watched child starts),
-the owner's own stream notices instead, at its next write, and asks for the
-restart itself (``Stream.on_death``).
+The owner notices a SIGKILL or the OOM killer at once, with no thread and
+no signal handler of its own: the exit monitor's thread, which runs while
+the owner has children (and so while anyone but the owner logs), waits on
+the listener's pidfd beside the children's sentinels
+(``_instrument.monitor.watch_also``). With no child running, the owner's
+own stream notices at its next write and asks for the restart itself
+(``Stream.on_death``).
 
 The new listener is a fresh interpreter with the same configuration: a
 JSON-lines file is opened for appending, the console goes on writing to the
@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import select
 import signal
 import subprocess
 import threading
 from typing import TYPE_CHECKING
 
-from mptrace._participant import forksafe as _forksafe
+from mptrace._instrument import monitor as _monitor
 from mptrace._participant import participant as _participant
 from mptrace._participant.stream import write_stderr
 from mptrace._session import echo as _echo
@@ -50,32 +49,33 @@ class Restarter:
         self._lock = threading.Lock()  # one restart at a time
         self._taken = threading.Condition()  # notified when a listener took over
         self.taken_over = 0
-        self._wake_r, self._wake_w = os.pipe()
-        self._stopping = self._paused = False
-        self._thread: _forksafe.GuestThread | None = None
-        _forksafe.register(self)
-        self._thread = _forksafe.GuestThread(self._run)
+        self._stopping = False
+        self._pidfd: int | None = None
+        self._arm()
 
-    def _run(self) -> None:
-        while not (self._stopping or self._paused):
-            proc = self.session._proc
-            if proc is None:
-                return
-            try:
-                pidfd = os.pidfd_open(proc.pid)
-            except OSError:  # already reaped: it is gone
-                pidfd = None
-            try:
-                fds = [self._wake_r] + ([] if pidfd is None else [pidfd])
-                ready = select.select(fds, [], [])[0]
-            finally:
-                if pidfd is not None:
-                    os.close(pidfd)
-            if self._wake_r in ready:
-                os.read(self._wake_r, 64)
-                continue
-            if not self.revive():
-                return
+    def _arm(self) -> None:
+        """Have the exit monitor's thread, while it runs, see the listener die."""
+        self._disarm()
+        proc = self.session._proc
+        if proc is None or self._stopping:
+            return
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except (OSError, AttributeError):  # gone already, or no pidfds here
+            return
+        _monitor.watch_also(self._pidfd, self._died)
+
+    def _disarm(self) -> None:
+        fd, self._pidfd = self._pidfd, None
+        if fd is not None:
+            _monitor.unwatch_also(fd)
+            os.close(fd)
+
+    def _died(self) -> None:
+        """From the monitor's thread: the listener's pidfd is readable."""
+        if not self.revive():
+            with self._lock:
+                self._disarm()
 
     def revive(self) -> bool:
         """Start a new listener if the session's has died; True when one runs."""
@@ -107,6 +107,7 @@ class Restarter:
                 os.close(old_status)
             if old_relay is not None:
                 old_relay.close()  # the dead listener's last words are copied
+            self._arm()  # the new one, while the monitor runs
             with self._taken:
                 self.taken_over += 1
                 self._taken.notify_all()
@@ -119,35 +120,14 @@ class Restarter:
 
     def stop(self) -> None:
         """The session ends: a listener that exits now is not replaced."""
-        _forksafe.unregister(self)
         with self._lock:
             self._stopping = True
+            self._disarm()
             proc = self.session._proc
             if proc is not None and proc.poll() is not None:
                 # Dead, and not replaced now: writers find no address and
                 # fall back at once, instead of waiting for a new one.
                 _unlink(self.session.child_config.address)
-        self._end_thread()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
-
-    def pause(self) -> None:
-        """Before a fork: end the thread (its OS thread too)."""
-        if self._thread is not None and not self._stopping:
-            self._paused = True
-            self._end_thread()
-
-    def resume(self) -> None:
-        """After a fork, in the parent: watch again."""
-        if self._paused and not self._stopping:
-            self._paused = False
-            self._thread = _forksafe.GuestThread(self._run)
-
-    def _end_thread(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            os.write(self._wake_w, b"x")
-            _forksafe.end_thread(thread)
 
 
 def _start(address: str, stderr: int | None) -> tuple[subprocess.Popen[bytes], int]:
@@ -188,7 +168,7 @@ def watch(session: Session) -> Restarter | None:
     """Watch *session*'s listener; its owner's stream asks for a restart too."""
     try:
         restarter = Restarter(session)
-    except Exception:  # no thread to spare: a dead listener is not replaced
+    except Exception:  # cannot watch it: a dead listener is not replaced
         return None
     part = _participant.current()
     if part is not None:
