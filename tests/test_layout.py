@@ -79,6 +79,7 @@ LAZY_ALLOWED = {
     ("_session.session", "_session.env"): "while the listener's interpreter starts",
     ("_session.session", "_session.exit"): "while the listener's interpreter starts",
     ("_session.session", "_session.reach"): "while the listener's interpreter starts",
+    ("_session.session", "_session.restart"): "while the listener's interpreter starts",
     ("_session.session", "_session.waited"): "while the listener's interpreter starts",
     ("_session.joined", "_participant.participant"): "in a spawned child only",
     ("_schema.joinfile", "_schema.config"): "the owner starts its listener before it",

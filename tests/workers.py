@@ -873,3 +873,15 @@ def chatter(marked: object, stop: object) -> None:
     while not stop.is_set():  # type: ignore[attr-defined]
         n += 1
         log.info("chatter %d", n)
+
+
+def log_with_marks(n: int, tag: str, marks: list, err_path: str) -> None:
+    """Log *n* numbered records as fast as possible; set ``marks[k]`` at
+    record ``n * (k + 1) // 4``, a quarter in, then half way, ..."""
+    stderr_to(err_path)
+    at = {n * (k + 1) // 4: mark for k, mark in enumerate(marks)}
+    for i in range(n):
+        log.info("fast", extra={"i": i, "tag": tag})
+        mark = at.get(i)
+        if mark is not None:
+            mark.set()

@@ -8,14 +8,22 @@ import re
 import signal
 import time
 
+import pytest
 from conftest import logs_of, read_jsonl
 from workers import log_through_dead_listener
 
 import mptrace
 from mptrace._participant import participant as _participant
 from mptrace._participant import stream as _stream
+from mptrace._session import restart as _restart
 
 N = 50
+
+
+@pytest.fixture
+def no_restart(monkeypatch):
+    """No new listener is started: a dead one's writers fall back to stderr."""
+    monkeypatch.setattr(_restart, "MAX_RESTARTS", 0)
 
 
 def _after_lines(text: str, tag: str) -> list[str]:
@@ -26,6 +34,7 @@ def _after_lines(text: str, tag: str) -> list[str]:
     ]
 
 
+@pytest.mark.usefixtures("no_restart")
 class TestListenerKilled:
     def test_children_and_parent_finish_and_log_to_stderr(
         self, start_method, jsonl, capfd, tmp_path
@@ -83,6 +92,7 @@ class TestListenerKilled:
         assert time.monotonic() - t0 < 2.0
 
 
+@pytest.mark.usefixtures("no_restart")
 class TestLossIsCounted:
     def _kill_while_unread(self, start_method, exporters, tmp_path):
         """The listener stops reading, the child writes 100 records, the
@@ -266,6 +276,7 @@ class TestListenerStuck:
         assert "the listener accepted nothing for 0.5 s" in err
 
 
+@pytest.mark.usefixtures("no_restart")
 class TestSpansAfterDeath:
     def test_a_span_ended_after_the_listener_died_is_rendered_on_stderr(
         self, jsonl, capfd
@@ -299,3 +310,107 @@ def _whole_lines(path):
     whole = path.with_name(path.name + ".whole")
     whole.write_bytes(cut)
     return whole
+
+
+class TestListenerReplaced:
+    N = 20_000
+
+    def _run(self, start_method, jsonl, tmp_path, kills):
+        """Four children log N records each at full speed; the listener is
+        SIGKILLed *kills* times, a quarter in, then half way (each time once
+        the one before was replaced, if it was). Returns (children, their
+        stderr, the records of each in the file)."""
+        from workers import log_with_marks
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
+        ctx = mptrace.get_context(start_method)
+        marks = [[ctx.Event() for _ in range(kills)] for _ in range(4)]
+        children = [
+            ctx.Process(
+                target=log_with_marks,
+                args=(self.N, f"c{i}", marks[i], str(tmp_path / f"c{i}.err")),
+            )
+            for i in range(4)
+        ]
+        for p in children:
+            p.start()
+        try:
+            for k in range(kills):
+                assert all(m[k].wait(120) for m in marks)
+                old = session.listener_pid
+                os.kill(old, signal.SIGKILL)
+                if k + 1 < kills and _restart.MAX_RESTARTS > k:
+                    assert session._restarter.wait(k + 1, 30), "no new listener"
+                    assert session.listener_pid != old
+            for p in children:
+                p.join(120)
+        finally:
+            session.shutdown()
+        # A last line cut by a final kill is no record (its writer said so);
+        # a half line anywhere else fails the read.
+        events = read_jsonl(_whole_lines(jsonl))
+        errs = [(tmp_path / f"c{i}.err").read_text() for i in range(4)]
+        in_file = [
+            [e["i"] for e in logs_of(events, pid=p.pid, event="fast")] for p in children
+        ]
+        assert [p.exitcode for p in children] == [0] * 4
+        # A listener that takes over is mptrace's own: no program of the run.
+        spans = [e.get("name", "") for e in events if e.get("kind") == "span"]
+        assert not [n for n in spans if n.startswith("process python")], spans
+        return children, errs, in_file
+
+    def _took_over(self, err: str) -> list[tuple[int, int, int]]:
+        return [
+            tuple(map(int, m))
+            for m in re.findall(
+                r"the listener died \(SIGKILL\); a new one took over; (\d+) records? "
+                r"given again, (\d+) on stderr, (\d+) lost\.",
+                err,
+            )
+        ]
+
+    @pytest.mark.parametrize("kills", [1, 2])
+    def test_every_record_is_in_the_file_after_the_listener_is_replaced(
+        self, start_method, jsonl, tmp_path, capfd, kills
+    ):
+        """SIGKILLed once, or twice, at full load: a new listener takes over,
+        every record of every child is in the file (those after the kill
+        too), none on stderr, none lost; a record is there twice only if it
+        was among those given again, and the new listener says so once."""
+        children, errs, in_file = self._run(start_method, jsonl, tmp_path, kills)
+        owner_err = capfd.readouterr().err
+        said = self._took_over(owner_err)
+        assert len(said) == 1, said  # the last listener to take over says it
+        again, on_stderr, lost = said[0]
+        duplicates = 0
+        for p, err, got in zip(children, errs, in_file, strict=True):
+            missing = sorted(set(range(self.N)) - set(got))
+            assert not missing, (
+                p.name,
+                len(missing),
+                missing[:3],
+                missing[-3:],
+                err[-1500:],
+                owner_err[-3000:],
+            )
+            assert not re.search(r" fast .*\bi=\d+", err), err[-1500:]
+            duplicates += len(got) - self.N
+        assert (on_stderr, lost) == (0, 0)
+        assert duplicates <= again
+
+    def test_past_the_limit_a_dead_listener_is_not_replaced(
+        self, start_method, jsonl, tmp_path, capfd, monkeypatch
+    ):
+        """With one restart allowed, the second SIGKILL is final: the
+        children's later records go to their stderr as before there were
+        restarts, and each record is in the file, on stderr, or counted."""
+        monkeypatch.setattr(_restart, "MAX_RESTARTS", 1)
+        children, errs, in_file = self._run(start_method, jsonl, tmp_path, 2)
+        for p, err, got in zip(children, errs, in_file, strict=True):
+            on_stderr = {int(m) for m in re.findall(r" fast .*\bi=(\d+)\b", err)}
+            assert on_stderr, (p.name, err[-1500:])  # the fallback, as before
+            said_lost = sum(
+                int(m) for m in re.findall(r"(\d+) \(past the last \d+ bytes\)", err)
+            ) + sum(int(m) for m in re.findall(r"before reading (\d+) record", err))
+            missing = set(range(self.N)) - set(got) - on_stderr
+            assert len(missing) == said_lost, (p.name, sorted(missing)[:20])

@@ -160,3 +160,21 @@ class TestMemorySink:
         assert session.force_flush() is True
         session.shutdown()
         assert session.force_flush() is False
+
+
+def test_a_listener_taking_over_cuts_the_half_line_a_killed_one_left(tmp_path):
+    """The dead listener's last line, cut mid-write, goes; whole lines stay,
+    and a file that ends its lines, or is not one of JSON lines, is left."""
+    from mptrace._listener.jsonl import cut_partial_line
+
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": ')
+    assert cut_partial_line(str(path)) == len(b'{"c": ')
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    assert cut_partial_line(str(path)) == 0
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    other = tmp_path / "other"
+    other.write_bytes(b"x" * (2 * 1024 * 1024))  # no newline at all
+    assert cut_partial_line(str(other)) == 0
+    assert other.stat().st_size == 2 * 1024 * 1024
+    assert cut_partial_line(str(tmp_path / "missing")) == 0

@@ -232,7 +232,8 @@ class TestWhereNoSessionStarts:
             "site", "opentelemetry", "instrumentation", "auto_instrumentation"
         )
         env = listener_env({"PYTHONPATH": os.pathsep.join([auto, "/app"]), "A": "1"})
-        assert env == {"PYTHONPATH": "/app", "A": "1"}
+        # MPTRACE_OWN: mptrace's own interpreter, no program of the session.
+        assert env == {"PYTHONPATH": "/app", "A": "1", "MPTRACE_OWN": "listener"}
 
 
 class TestInstrumentor:

@@ -37,6 +37,27 @@ from mptrace._participant import forksafe as _forksafe
 
 _log = logging.getLogger("mptrace.process")
 
+#: Descriptors the monitor's thread also waits on while it runs, each with
+#: what to call (from that thread) once it is ready: the owner's listener's
+#: pidfd (``_session.restart``). They need no thread of their own.
+_also: dict[int, Callable[[], object]] = {}
+
+
+def watch_also(fd: int, ready: Callable[[], object]) -> None:
+    """While the monitor runs, call *ready* once *fd* is readable (once)."""
+    _also[fd] = ready
+
+
+def unwatch_also(fd: int) -> None:
+    _also.pop(fd, None)
+
+
+def _forget_also() -> None:  # a forked child: none of them are its own
+    _also.clear()
+
+
+os.register_at_fork(after_in_child=_forget_also)
+
 
 class Watch:
     """What the parent knows of one running child."""
@@ -291,14 +312,23 @@ class Monitor:
                 self._thread = None  # nothing to watch: the next watch() starts one
                 return False
             sentinels = list(self._watches)
+        also = dict(_also)
         timeout = max(0.0, next_sample - time.monotonic())
         try:
-            ready = multiprocessing.connection.wait([self._wake_r, *sentinels], timeout)
+            ready = multiprocessing.connection.wait(
+                [self._wake_r, *sentinels, *also], timeout
+            )
         except (OSError, ValueError):  # a sentinel closed under us: look again
             return True
         for fd in ready:
             if fd == self._wake_r:
                 os.read(self._wake_r, 65536)
+            elif fd in also:
+                if _also.pop(fd, None) is not None:
+                    try:
+                        also[fd]()
+                    except Exception as exc:  # never the monitor's end
+                        _log.debug("mptrace: %r", exc)
             else:
                 self._exited(fd)
         return True

@@ -26,7 +26,7 @@ import os
 import shlex
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -37,7 +37,7 @@ from mptrace._participant.sources import process_name
 from mptrace._participant.stream import write_stderr
 from mptrace._schema import events as _events
 from mptrace._schema import joinfile as _joinfile
-from mptrace._schema.joinfile import JOIN_FILE, JOIN_VAR
+from mptrace._schema.joinfile import JOIN_FILE, JOIN_VAR, OWN_VAR
 
 #: The folder whose ``sitecustomize`` makes a Python program join.
 BOOT = _joinfile.BOOT
@@ -90,7 +90,7 @@ def execute_child(original: Callable[..., None]) -> Callable[..., None]:
 
     def _execute_child(self: Any, *args: Any) -> None:
         part = _participant.current()
-        if part is None or len(args) <= max(at, shell_at):
+        if part is None or len(args) <= max(at, shell_at) or _own(args[at]):
             return original(self, *args)
         env = program_env(args[at], part.config.address)
         tracer = _tracing.get_tracer() if part.config.tracing else None
@@ -115,6 +115,11 @@ def execute_child(original: Callable[..., None]) -> Callable[..., None]:
         _started(self.pid, span, name)
 
     return _execute_child
+
+
+def _own(env: Any) -> bool:
+    """An interpreter of mptrace's own (a listener taking over): not a program."""
+    return isinstance(env, Mapping) and env.get(OWN_VAR) == "listener"
 
 
 def program_env(given: Any, address: str) -> dict[Any, Any]:

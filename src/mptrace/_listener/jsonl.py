@@ -50,6 +50,32 @@ class JsonlSink:
             self.file.close()
 
 
+def cut_partial_line(path: str) -> int:
+    """Cut the end of *path* back to its last newline; the bytes cut.
+
+    A listener that takes over from one that died appends to the same file;
+    the dead one may have been killed in the middle of a line. That record
+    was not acknowledged, so its writer gave it again: the half line goes,
+    and the file stays one JSON object a line. Nothing is cut from a file
+    that ends in a newline or that cannot be read.
+    """
+    try:
+        with open(path, "rb+") as f:
+            end = f.seek(0, os.SEEK_END)
+            start = max(0, end - 1024 * 1024)
+            f.seek(start)
+            tail = f.read()
+            if not tail or tail.endswith(b"\n"):
+                return 0
+            keep = tail.rfind(b"\n") + 1
+            if keep == 0 and start > 0:
+                return 0  # no newline in the last MiB: not a line of ours
+            f.truncate(start + keep)
+            return end - (start + keep)
+    except OSError:
+        return 0
+
+
 MEMORY_FILE = "memory.jsonl"
 
 

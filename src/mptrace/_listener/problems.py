@@ -11,6 +11,20 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+#: Per process, its latest totals of records it gave again, put on stderr
+#: and lost since a listener died (``_participant.revive.told``).
+given_again: dict[object, tuple[int, ...]] = {}
+
+
+def note_totals(hello: dict[str, Any]) -> None:
+    """Keep the totals a writer's ``hello`` carries, the latest of each."""
+    counts = tuple(
+        n if type(n) is int and n > 0 else 0
+        for n in map(hello.get, ("again", "stderr", "lost"))
+    )
+    if any(counts):
+        given_again[hello.get("pid")] = counts
+
 
 class Problems:
     """Counts by kind, said as the part not yet said."""
@@ -19,6 +33,22 @@ class Problems:
         self.extra: dict[str, int] = {}  # sentences said as they are
         self._said: dict[str, int] = {}
         self._said_any = False
+        self._said_took_over = False
+
+    def took_over(self, why: str, totals: dict[object, tuple[int, ...]]) -> None:
+        """Say once that this listener replaced one that died of *why*, and
+        what its writers (their *totals*, by pid) gave again, put on their
+        stderr and lost."""
+        if why and not self._said_took_over:
+            self._said_took_over = True
+            again = sum(t[0] for t in totals.values())
+            on_stderr = sum(t[1] for t in totals.values())
+            lost = sum(t[2] for t in totals.values())
+            stderr(
+                f"mptrace: the listener died ({why}); a new one took over; "
+                f"{again} record{'' if again == 1 else 's'} given again, "
+                f"{on_stderr} on stderr, {lost} lost.\n"
+            )
 
     def say(self, counts: dict[str, int], sinks: list[Any]) -> None:
         lines = []

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mptrace._listener import otel_env as _otel_env
 from mptrace._listener.console import build_console, check_console
-from mptrace._listener.jsonl import JsonlSink, memory_path
+from mptrace._listener.jsonl import JsonlSink, cut_partial_line, memory_path
 from mptrace._listener.rotate import build_jsonl, check_jsonl
 from mptrace.exceptions import ConfigurationError
 from mptrace.sinks import SinkSpec
@@ -159,9 +159,7 @@ def _build_otlp(spec: SinkSpec, cfg: ListenerConfig) -> Any:
 REGISTRY: dict[str, SinkType] = {
     "console": SinkType(check_console, build_console),
     "jsonl": SinkType(check_jsonl, build_jsonl),
-    "memory": SinkType(
-        _no_target, lambda spec, cfg: JsonlSink(memory_path(cfg.session_dir))
-    ),
+    "memory": SinkType(_no_target, lambda spec, cfg: _memory_sink(cfg)),
     "otlp": SinkType(_otlp("otlp"), _build_otlp),
     "otlp+grpc": SinkType(_otlp("otlp+grpc"), _build_otlp),
     "otlp+http": SinkType(_otlp("otlp+http"), _build_otlp),
@@ -195,6 +193,13 @@ def check(spec: object) -> SinkSpec:
     if target and name.replace(".", "").replace("_", "").isalnum():
         return _check_user(SinkSpec(spec))
     raise ConfigurationError(f"Unknown exporter {spec!r}. {EXPORTER_HELP}")
+
+
+def _memory_sink(cfg: ListenerConfig) -> JsonlSink:
+    path = memory_path(cfg.session_dir)
+    if cfg.took_over:  # the listener before was killed, maybe mid-line
+        cut_partial_line(path)
+    return JsonlSink(path)
 
 
 def build(spec: SinkSpec, cfg: ListenerConfig) -> Any:

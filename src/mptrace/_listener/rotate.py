@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from mptrace._listener.fold import RATE_HELP, RateLimit, parse_rates
-from mptrace._listener.jsonl import JsonlSink, jsonl_path
+from mptrace._listener.jsonl import JsonlSink, cut_partial_line, jsonl_path
 from mptrace.exceptions import ConfigurationError
 from mptrace.sinks import SinkSpec
 
@@ -252,4 +252,6 @@ def check_jsonl(name: str, target: str | None) -> SinkSpec:
 
 
 def build_jsonl(spec: SinkSpec, cfg: ListenerConfig) -> RotatingJsonlSink:
+    if cfg.took_over:  # the listener before was killed, maybe mid-line
+        cut_partial_line(str(spec.target))
     return RotatingJsonlSink(str(spec.target), **spec.kwargs)

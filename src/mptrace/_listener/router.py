@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from mptrace._listener import problems as _problems
 from mptrace._listener.problems import Problems
 from mptrace._listener.problems import sink_name as _name
 from mptrace._listener.problems import stderr as _stderr
@@ -391,3 +392,4 @@ class Router:
         for sink in self.sinks:
             counts[f"dropped {_name(sink)}"] = getattr(sink, "dropped", 0) or 0
         self.problems.say(counts, self.sinks)
+        self.problems.took_over(self.cfg.took_over, _problems.given_again)

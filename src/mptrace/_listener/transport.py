@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from mptrace._listener import problems as _problems
 from mptrace._listener.frames import FrameReader
 from mptrace._schema import events as _events
 from mptrace._schema.handshake import (
@@ -46,15 +47,13 @@ HANDSHAKERS = 4
 HANDSHAKE_BACKLOG = 64
 #: After the owner asked to stop, a record cut mid-write waits this long for its rest.
 DRAIN_IDLE = 0.25
-#: While draining, connections still in their handshake are waited for this
-#: long at most: a child that connects as the session ends gets in, a peer
-#: that never answers does not hold up the end.
+#: While draining, handshakes are waited for this long at most: a child that
+#: connects as the session ends gets in, a silent peer does not hold it up.
 HANDSHAKE_GRACE = 1.0
 #: After the owner died: stop draining after this long, whatever is left.
 ORPHAN_DRAIN = 1.0
-#: When a read brings less than this, let records pile up for BATCH_PAUSE
-#: seconds before the next one: far fewer wake-ups on both sides of every
-#: stream, for a millisecond of latency.
+#: When a read brings less than this, let records pile up for BATCH_PAUSE s
+#: before the next: far fewer wake-ups on both sides, for 1 ms of latency.
 SMALL_READ = 16 * 1024
 BATCH_PAUSE = 0.001
 #: Seconds the loop waits for input while a batch waits to be flushed (or
@@ -395,6 +394,7 @@ def _introduce(peer: Peer, body: memoryview) -> None:
     except ValueError:
         return
     if type(hello) is dict:
+        _problems.note_totals(hello)
         peer.pid = hello.get("pid", "?")
         peer.ppid = hello.get("ppid")
         peer.process = hello.get("process", "?")

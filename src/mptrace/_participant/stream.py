@@ -17,6 +17,7 @@ another process. When the listener is gone (or stops reading for longer than
 later events to its *fallback* (the participant renders them on stderr)
 until it can reach the listener again: nothing is dropped and nothing blocks.
 What a dead listener had not yet put in its files is given again, to the
+listener its owner started in its place (``revive``), or else to the
 fallback: the listener acknowledges, in a slot shared with the writer
 (``_schema.handshake``), the stream's last record that is in every file, and
 the stream keeps its last records until then (``kept``), within a bound past
@@ -44,12 +45,13 @@ import time
 from collections.abc import Callable
 
 from mptrace._participant import pipe as _pipe
-from mptrace._participant.framing import decode as _decode
+from mptrace._participant import revive as _revive
 from mptrace._participant.framing import encode as _encode
-from mptrace._participant.kept import KEEP_BYTES, Kept
+from mptrace._participant.kept import Kept
+from mptrace._participant.revive import write_stderr
 from mptrace._schema import events as _events
 from mptrace._schema.events import Event
-from mptrace._schema.handshake import ListenerBusy, ack_slot, open_pipe, read_slot
+from mptrace._schema.handshake import ListenerBusy, ack_slot, open_pipe
 
 #: After the listener was lost, the first try to reach it again waits this
 #: long; each failed try doubles the wait, up to RETRY_MAX.
@@ -58,6 +60,11 @@ RETRY_MAX = 30.0
 #: How long a first connection may wait for a listener that says it is busy
 #: (a flood of connections, no descriptor to spare) before falling back.
 BUSY_WAIT = 2.0
+#: How long a writer whose listener died waits for the one its owner starts
+#: (``_session.restart``): a fresh interpreter takes ~0.1 s, more when busy.
+REVIVE_WAIT = 5.0
+
+__all__ = ["Stream", "write_stderr"]
 
 _SIGPIPE = getattr(_signal, "SIGPIPE", None)
 _SIG_IGN = _signal.SIG_IGN
@@ -109,6 +116,9 @@ class Stream:
         self._kept = Kept()  # the last records, until the listener wrote them
         self._slot: _pipe.Owned | None = None  # the listener's acknowledgement
         self.again_count = 0  # records given to the fallback after the listener died
+        self.given_again = 0  # records given to a listener that took over
+        #: In the owner: starts a new listener for a dead one (``_session.restart``).
+        self.on_death: Callable[[], object] | None = None
 
     def after_fork_in_child(self) -> None:
         """The inherited pipe is the parent's: close our copy, start afresh."""
@@ -131,9 +141,10 @@ class Stream:
         counted (``_listener_died``).
         """
         with self._lock:
-            fd, self._fd = self._fd, None
+            fd = self._fd
             if fd is not None and self._ours() and _pipe.reader_gone(fd):
-                self._listener_died(fd, self._seq, "at exit")
+                _revive.listener_died(self, fd, self._seq, "at exit")
+            fd, self._fd = self._fd, None  # a listener that took over, if any
             if fd is not None:
                 _pipe.close(fd, self._ours)
             self._drop_slot()
@@ -194,19 +205,43 @@ class Stream:
             except (BlockingIOError, TimeoutError):
                 self._fail(f"the listener accepted nothing for {self.block_timeout} s")
             except OSError as exc:
-                if isinstance(exc, BrokenPipeError):
-                    self._listener_died(fd, seq - 1, "when it was found gone")
+                if isinstance(exc, BrokenPipeError) and self._revive(seq, data):
+                    return
                 self._fail(f"the listener is gone ({exc.__class__.__name__})")
         if event.get("kind") in _RECORDS:
             self.fallback_count += 1
             self.fallback(event)
+
+    def _revive(self, seq: int, data: bytes) -> bool:
+        """The listener died: give what it had not written, then record
+        *seq*, to one that took over. False when none did."""
+        fd = self._fd
+        if fd is None or not _revive.listener_died(
+            self, fd, seq - 1, "when it was found gone"
+        ):
+            return False
+        fd = self._fd
+        try:
+            assert fd is not None
+            self._write_any(fd, data)
+        except OSError:
+            return False
+        self._written += len(data)
+        self._kept.keep(seq, data, self._written)
+        return True
+
+    def _write_any(self, fd: int, data: bytes) -> None:
+        if _getsignal(_SIGPIPE) == _SIG_IGN:
+            self._write_all(fd, data)
+        else:
+            self._write_masked(fd, data)
 
     def _reach(self, now: bool) -> None:
         """Connect, or after a failure try again when it is time (or *now*)."""
         if self._failed and not now and time.monotonic() < self._retry_at:
             return
         try:
-            self._connect()
+            self._connect(patient=not self._failed)
         except Exception as exc:
             if not self._failed:
                 self._fail(f"cannot reach the listener at {self.address}: {exc!r}")
@@ -237,21 +272,26 @@ class Stream:
             )
         self._reach(True)
 
-    def _connect(self) -> None:
-        deadline = time.monotonic() + min(self.block_timeout, BUSY_WAIT)
+    def _connect(self, after: int | None = None, patient: bool = False) -> None:
+        """Connect; the next frame written is record *after* + 1 (by default
+        the one being sent). A *patient* connection waits, a little, for a
+        listener being started at the address (``REVIVE_WAIT``)."""
+        after = self._seq - 1 if after is None else after
+        wait = REVIVE_WAIT if patient else BUSY_WAIT
+        deadline = time.monotonic() + min(self.block_timeout, wait)
         self._drop_slot()
         try:  # frames before this stream's hello are not its to acknowledge
-            slot = self._slot = _pipe.Owned(ack_slot(self._seq - 1))
+            slot = self._slot = _pipe.Owned(ack_slot(after))
         except OSError:  # no memfd here: what a dying listener never read is counted
             slot = None
         try:
-            fd = self._open(None if slot is None else slot.fd, deadline)
+            fd = self._open(None if slot is None else slot.fd, deadline, patient)
         except BaseException:
             self._drop_slot()
             raise
         try:
-            hello = self.hello()
-            hello["seq"] = self._seq - 1  # the next frame follows without a gap
+            hello = _revive.told(self, self.hello())
+            hello["seq"] = after  # the next frame follows without a gap
             self._write_all(fd, _events.encode(hello))
         except BaseException:
             os.close(fd)
@@ -266,17 +306,19 @@ class Stream:
         if slot is not None:
             slot.close()
 
-    def _open(self, slot_fd: int | None, deadline: float) -> int:
+    def _open(self, slot_fd: int | None, deadline: float, patient: bool) -> int:
         pause = 0.01
         while True:
             try:
                 return open_pipe(
                     self.address, self.authkey, self.block_timeout, slot_fd
                 )
-            except (
-                ListenerBusy
-            ):  # a flood or no descriptors: wait a little, within bounds
-                if time.monotonic() + pause > deadline:
+            except (ListenerBusy, ConnectionRefusedError) as exc:
+                # A flood, no descriptors, or (refused) no listener yet at
+                # an address still there: wait a little, within bounds. A
+                # missing address is final: the owner gave up or is gone.
+                late = time.monotonic() + pause > deadline
+                if late or not (patient or isinstance(exc, ListenerBusy)):
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 0.25)
@@ -316,48 +358,6 @@ class Stream:
             except BlockingIOError:
                 pass
 
-    def _listener_died(self, fd: int, last: int, when: str) -> None:
-        """Give again what the listener had not written, up to record *last*."""
-        slot = self._slot
-        acked, on = read_slot(slot.fd) if slot is not None and slot.ours() else (0, 0)
-        if on != 1:  # this listener does not acknowledge
-            self._count_unread(fd, last, when)
-            return
-        unwritten = (last - acked) & 0xFFFFFFFF
-        frames, lost = self._kept.since(last - unwritten, last)
-        events = [e for e in map(_decode, frames) if e and e.get("kind") in _RECORDS]
-        self.again_count += len(events)
-        self.lost_count += lost
-        if events or lost:
-            n = len(events) + lost
-            write_stderr(
-                f"mptrace: warning: the listener died ({when}) before writing {n} "
-                f"record{'' if n == 1 else 's'} process {os.getpid()} had sent it; "
-                f"{len(events)} follow on this stderr"
-                + (
-                    f", {lost} (past the last {KEEP_BYTES} bytes) are lost"
-                    if lost
-                    else ""
-                )
-                + ".\n"
-            )
-        for event in events:
-            self.fallback(event)
-
-    def _count_unread(self, fd: int, last: int, when: str) -> None:
-        """Count the records still in a pipe whose reader died, and say so."""
-        unread = _pipe.unread_bytes(fd)
-        if unread <= 0:
-            return
-        start = self._written - unread  # the records ending past it were not read
-        lost = self._kept.unread(last, start)
-        self.lost_count += lost
-        write_stderr(
-            f"mptrace: warning: the listener died before reading {lost} record"
-            f"{'' if lost == 1 else 's'} ({unread} bytes) process {os.getpid()} "
-            f"had sent it ({when}); they are lost.\n"
-        )
-
     def _fail(self, why: str) -> None:
         """Hand events to the fallback until the listener can be reached again."""
         first = not self._failed
@@ -374,7 +374,7 @@ class Stream:
             )
 
 
-_RECORDS = frozenset((_events.LOG, _events.SPAN, _events.LIFECYCLE))
+_RECORDS = _revive.RECORDS
 #: Events that try to reach a lost listener at once: the end of a session,
 #: a flush someone waits for.
 _CONTROL = frozenset((_events.SHUTDOWN, _events.FLUSH))
@@ -382,14 +382,3 @@ _getsignal = _signal.getsignal if _SIGPIPE is not None else (lambda _s: _SIG_IGN
 _sigmask = _signal.pthread_sigmask
 _take_signal = getattr(_signal, "sigtimedwait", None)  # not on macOS
 _PIPE_SET = {_SIGPIPE} if _SIGPIPE is not None else set()
-
-
-def write_stderr(text: str) -> None:
-    """Write to fd 2 with ``os.write``: no buffer lock that a fork could leave held."""
-    data = text.encode("utf-8", "backslashreplace")
-    try:
-        while data:
-            written = os.write(2, data)
-            data = data[written:]
-    except OSError:
-        pass

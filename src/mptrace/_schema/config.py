@@ -29,6 +29,8 @@ class ListenerConfig:
     stacks_signal: int = 0
     #: The run's id, for the events the listener makes on a process's behalf.
     run_id: str = ""
+    #: Why the listener this one replaces died (``SIGKILL``); "" for the first.
+    took_over: str = ""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # read() imports it: the owner starts its listener first
 JOIN_VAR = "MPTRACE_JOIN"
 #: The join file's name, in the session's folder (beside its socket).
 JOIN_FILE = "join.json"
+#: Set in the listener's environment: the interpreter is mptrace's own, not a
+#: program of the session (``subprocess`` instrumentation leaves it alone,
+#: as when a new listener takes over from one that died).
+OWN_VAR = "MPTRACE_OWN"
 #: The file's format; a child of another mptrace that reads another one stays out.
 FORMAT = 1
 #: The folder of the start-up hook (``_instrument/boot/sitecustomize.py``)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from mptrace._schema import folders as _folders
 from mptrace._schema import profile as _profile
-from mptrace._schema.joinfile import without_boot
+from mptrace._schema.joinfile import OWN_VAR, without_boot
 from mptrace._session import echo as _echo
 from mptrace.exceptions import ConfigurationError, ListenerError
 
@@ -247,6 +247,7 @@ def listener_env(environ: Mapping[str, str]) -> dict[str, str]:
     kept = [e for e in entries if not e.rstrip(os.sep).endswith(_AUTO_INSTRUMENTATION)]
     if kept != entries:
         env["PYTHONPATH"] = os.pathsep.join(kept)
+    env[OWN_VAR] = "listener"
     return env
 
 

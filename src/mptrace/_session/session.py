@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mptrace._session import env as _env
     from mptrace._session import exit as _exit
     from mptrace._session import reach as _reach
+    from mptrace._session import restart as _restart
     from mptrace._session import waited as _waited
     from mptrace._session.echo import StderrRelay
     from mptrace.sinks import SinkSpec
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 def _imports() -> None:
     global _root, _instrument, _jsonl, _participant, _events, _env, _exit, _reach
-    global _waited, _replace
+    global _restart, _waited, _replace
     from dataclasses import replace as _replace
 
     from mptrace._instrument import root as _root
@@ -54,6 +55,7 @@ def _imports() -> None:
     from mptrace._session import env as _env
     from mptrace._session import exit as _exit
     from mptrace._session import reach as _reach
+    from mptrace._session import restart as _restart
     from mptrace._session import waited as _waited
 
 
@@ -83,6 +85,7 @@ class Session:
         self._closed = False
         self._events: list[dict[str, Any]] | None = None
         self._relay: StderrRelay | None = None
+        self._restarter: _restart.Restarter | None = None
         #: Started by ``mptrace run``: the program's own init() joins it.
         self.runner = False
         self.instrumented = False  # by this session, which takes it out again
@@ -133,17 +136,15 @@ class Session:
             per_unit = self.traces == "unit"
             self._root.start(self.service_name, self.run_id, per_unit)
         _profile.mark("run span")
+        self._restarter = _restart.watch(self)  # a listener that dies is replaced
         atexit.register(self._atexit)
         return self
 
     # -- while it runs ---------------------------------------------------------
 
     def force_flush(self, timeout: float = 10.0) -> bool:
-        """Have the listener read what every stream holds and flush every sink.
-
-        Returns True once it has, False if *timeout* seconds passed first or
-        the session is not running.
-        """
+        """Have the listener read what every stream holds and flush every
+        sink; False if *timeout* seconds passed first or the session is over."""
         part = _participant.current()
         status = self._status
         if not self.active or part is None or status is None:
@@ -159,11 +160,8 @@ class Session:
         return flushed
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event the ``memory`` exporter received, as dicts, in order.
-
-        During the session it flushes first; after shutdown it gives what was
-        kept. Empty when ``"memory"`` is not among the exporters.
-        """
+        """Every event the ``memory`` exporter received, as dicts, in order
+        (flushed first while the session runs); empty without ``"memory"``."""
         if self._events is not None:
             return list(self._events)
         if self.active:
@@ -191,9 +189,8 @@ class Session:
         closes, so what they log later still arrives.
 
         Idempotent; in any process but the owner it does nothing. Returns
-        within *timeout* seconds (default: the session's ``shutdown_timeout``)
-        plus ``_launch.EXPORT_GRACE`` (7 s) for the exporters at the most: a listener
-        that takes longer is killed.
+        within *timeout* (default ``shutdown_timeout``) seconds plus 7 for the
+        exporters at the most: a listener that takes longer is killed.
         """
         global _session
         if os.getpid() != self.owner_pid:
@@ -204,6 +201,7 @@ class Session:
             self._closed = True
             atexit.unregister(self._atexit)
         _profile.mark("program")
+        _restart.stop(self._restarter)  # the listener about to end stays ended
         limit = self.listener_config.shutdown_timeout if timeout is None else timeout
         part = _participant.current()
         if part is not None:
