@@ -88,18 +88,22 @@ def begin(address: str) -> Launched:
 
 
 def start_listener(
-    address: str, stderr: int | None = None
+    address: str, stderr: int | None = None, replace: bool = False
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the listener on a socket bound at *address*; return it and the
     read end of its status pipe, on which :func:`confirm` waits for its
     answer once :func:`send_config` has given it its configuration.
 
     *stderr* is a file descriptor for the listener's stderr (the program's
-    own when None).
+    own when None). With *replace* (a listener taking over from one that
+    died), the socket is bound beside *address* and renamed over it in one
+    step: a writer never finds no address.
     """
-    lsock = _bind(address)
+    lsock = _bind(address + ".new" if replace else address)
     status_r, status_w = os.pipe()
     try:
+        if replace:
+            os.replace(address + ".new", address)
         proc = _spawn(lsock, status_w, stderr)
     except BaseException:
         os.close(status_r)

@@ -92,7 +92,9 @@ class Restarter:
             self.count += 1
             try:
                 relay, (new, status) = _echo.start_with_relay(
-                    lambda fd: _start(session.child_config.address, fd)
+                    lambda fd: _launch.start_listener(
+                        session.child_config.address, fd, replace=True
+                    )
                 )
                 cfg = dataclasses.replace(session.listener_config, took_over=why)
                 _launch.send_config(new, cfg, session.child_config)
@@ -128,23 +130,6 @@ class Restarter:
                 # Dead, and not replaced now: writers find no address and
                 # fall back at once, instead of waiting for a new one.
                 _unlink(self.session.child_config.address)
-
-
-def _start(address: str, stderr: int | None) -> tuple[subprocess.Popen[bytes], int]:
-    """The listener again, on a socket bound beside *address* and renamed
-    over it in one step: a writer never finds no address."""
-    lsock = _launch._bind(address + ".new")
-    status_r, status_w = os.pipe()
-    try:
-        os.replace(address + ".new", address)
-        proc = _launch._spawn(lsock, status_w, stderr)
-    except BaseException:
-        os.close(status_r)
-        raise
-    finally:
-        lsock.close()
-        os.close(status_w)
-    return proc, status_r
 
 
 def _why(proc: subprocess.Popen[bytes]) -> str:
