@@ -20,6 +20,7 @@ on it (``process._mptrace``); only what the child needs crosses with it.
 from __future__ import annotations
 
 import faulthandler
+import functools
 import logging
 import multiprocessing
 import os
@@ -29,6 +30,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from mptrace._instrument import stall as _stall
 from mptrace._instrument import tracing as _tracing
 from mptrace._instrument.monitor import Monitor, Watch, serialise_poll
 from mptrace._participant import participant as _participant
@@ -158,7 +160,11 @@ def after_start(process: Any, part: Participant) -> None:
     watch.sample()
     monitor = part.monitor
     if monitor is None:
-        monitor = part.monitor = Monitor(part.config.sample_interval, finish)
+        config = part.config
+        stalls = functools.partial(
+            _stall.check, config.stall_timeout, os.path.dirname(config.address)
+        )
+        monitor = part.monitor = Monitor(config.sample_interval, finish, stalls)
     monitor.watch(watch)
 
 

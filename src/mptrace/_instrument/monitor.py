@@ -207,15 +207,22 @@ class Monitor:
     """One thread per process that starts children: sentinels and samples.
 
     *on_exit(watch, running_at_shutdown)* records an exit; it is called once
-    per child, from the monitor's thread, or from ``stop``. The thread runs
+    per child, from the monitor's thread, or from ``stop``. *every()* runs at
+    each sample (``stall``: pools that stopped moving). The thread runs
     only while there is a child to watch, and is out of the program's sight
     (``forksafe.GuestThread``): a program or a test suite that counts its
     threads counts its own.
     """
 
-    def __init__(self, interval: float, on_exit: OnExit) -> None:
+    def __init__(
+        self,
+        interval: float,
+        on_exit: OnExit,
+        every: Callable[[], object] | None = None,
+    ) -> None:
         self.interval = interval
         self.on_exit = on_exit
+        self.every = every  # called at each sample, after the children's
         self._watches: dict[int, Watch] = {}
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
@@ -344,6 +351,11 @@ class Monitor:
             watches = list(self._watches.values())
         for watch in watches:
             watch.sample()
+        if self.every is not None:
+            try:
+                self.every()
+            except Exception as exc:  # never the monitor's end
+                _log.debug("mptrace: %r", exc)
 
     def _finish(self, watch: Watch, running_at_shutdown: bool) -> None:
         try:

@@ -138,7 +138,7 @@ class ProcessPoolExecutor(cfp.ProcessPoolExecutor):
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future[Any]:
-        return super().submit(_tasks.submit_task(fn), *args, **kwargs)
+        return super().submit(_tasks.submit_task(fn, self), *args, **kwargs)
 
     def map(
         self,

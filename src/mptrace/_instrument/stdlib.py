@@ -241,7 +241,7 @@ def _apply_async(original: Callable[..., Any]) -> Callable[..., Any]:
 def _submit(original: Callable[..., Any]) -> Callable[..., Any]:
     def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         if not _drop_in(self):
-            fn = _tasks.submit_task(fn)
+            fn = _tasks.submit_task(fn, self)
         return original(self, fn, *args, **kwargs)
 
     return submit

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
+from mptrace._instrument import stall as _stall
 from mptrace._instrument import tracing as _tracing
 from mptrace._instrument.lifecycle import state_of
 from mptrace._instrument.tracing import end_span, qualname, session_tracer
@@ -120,6 +121,7 @@ def worker_factory(pool: Any) -> None:
     """
     carrier = _tracing.carrier() if session_tracer() is not None else None
     pool.Process = functools.partial(_pool_worker, carrier)
+    _stall.watch(pool)
 
 
 def _pool_worker(
@@ -232,13 +234,15 @@ def traced_by_caller() -> Iterator[None]:
 # -- executors ---------------------------------------------------------------------
 
 
-def submit_task(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """What ``Executor.submit`` sends: *fn* as a traced task.
+def submit_task(fn: Callable[..., Any], executor: Any) -> Callable[..., Any]:
+    """What *executor*'s ``submit`` sends: *fn* as a traced task. The
+    executor is watched for stalls (``stall``) from its first task on.
 
     ``map()`` submits ``partial(_process_chunk, TaskCall(...))``, already
     traced per item; that passes as it is.
     """
     # The executor's own chunking: its module is imported, since it made fn.
+    _stall.watch(executor)
     chunk = sys.modules["concurrent.futures.process"]._process_chunk
     if isinstance(fn, functools.partial) and fn.func is chunk:
         return fn

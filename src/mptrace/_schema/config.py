@@ -51,6 +51,8 @@ class ChildConfig:
     console: bool = False
     #: The signal on which a process writes its stacks (0: none; ``_schema.stacks``).
     stacks_signal: int = 0
+    #: Seconds a pool may go without progress before its stall is told (0: never).
+    stall_timeout: float = 60.0
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

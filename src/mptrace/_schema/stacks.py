@@ -39,7 +39,8 @@ DEFAULT_SIGNAL = "SIGUSR2"
 
 #: Why a round of stacks was taken (the event's ``reason``).
 ASKED, STOPPED, WAITED = "asked", "stopped", "shutdown-waited"
-REASONS = (ASKED, STOPPED, WAITED)
+STALLED = "stalled"  # a pool made no progress for its stall_timeout
+REASONS = (ASKED, STOPPED, WAITED, STALLED)
 
 _THREAD = re.compile(
     r"^(Current thread|Thread) (0x[0-9a-fA-F]+) \(most recent call first\):$"
@@ -55,17 +56,9 @@ def ask(session_dir: str, timeout: float, reason: str = ASKED) -> list[Event] | 
     """Ask the session's listener for a round; its events, or None when it
     did not answer within *timeout* seconds. Raises OSError when the stacks
     folder is not there (no process takes stacks)."""
-    where = folder(session_dir)
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    request = os.path.join(where, REQUEST + token)
-    answer = os.path.join(where, ANSWER + token)
-    draft = os.path.join(where, f".{token}")  # whole when the listener sees it
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, reason.encode())
-    finally:
-        os.close(fd)
-    os.replace(draft, request)
+    request = _request(session_dir, reason)
+    where, name = os.path.split(request)
+    answer = os.path.join(where, ANSWER + name[len(REQUEST) :])
     deadline = time.monotonic() + timeout
     try:
         while not os.path.exists(answer):
@@ -80,6 +73,26 @@ def ask(session_dir: str, timeout: float, reason: str = ASKED) -> list[Event] | 
                 os.unlink(path)
             except OSError:
                 pass
+
+
+def request(session_dir: str, reason: str) -> None:
+    """Ask for a round and go on: its events reach the sinks, its answer
+    file stays in the session's folder. Raises OSError as :func:`ask`."""
+    _request(session_dir, reason)
+
+
+def _request(session_dir: str, reason: str) -> str:
+    where = folder(session_dir)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    request = os.path.join(where, REQUEST + token)
+    draft = os.path.join(where, f".{token}")  # whole when the listener sees it
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, reason.encode())
+    finally:
+        os.close(fd)
+    os.replace(draft, request)
+    return request
 
 
 def parse(text: str) -> list[dict[str, Any]]:

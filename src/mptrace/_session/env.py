@@ -136,8 +136,34 @@ def stacks_signal(given: object) -> int:
     return _signal(DEFAULT_SIGNAL) if found is None else found
 
 
+def stall_timeout(given: object) -> float:
+    """``stall_timeout=``, else ``MPTRACE_STALL_TIMEOUT``, else 60; 0: never."""
+    if given is None:
+        found = _from_env("MPTRACE_STALL_TIMEOUT", _seconds_or_off)
+        return 60.0 if found is None else found
+    return _seconds_or_off(given)
+
+
+def _seconds_or_off(raw: object) -> float:
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = float(raw)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        value = -1
+    if not 0 <= value <= 86400:
+        raise ConfigurationError(
+            "stall_timeout= takes a number of seconds from 0 (never tell a "
+            f"stall) to 86400, not {raw!r}."
+        )
+    return float(value)
+
+
 # configs() takes arguments of the same names as these.
 _exporters_of, _level_of, _stacks_signal_of = exporters, level, stacks_signal
+_stall_timeout_of = stall_timeout
 
 
 def configs(
@@ -153,6 +179,7 @@ def configs(
     block_timeout: float,
     shutdown_timeout: float,
     stacks_signal: Any,
+    stall_timeout: Any = None,
 ) -> tuple[ListenerConfig, ChildConfig]:
     """``init()``'s arguments and the environment, checked, as what the listener
     and every child will be given (the child's address is filled in later).
@@ -184,5 +211,6 @@ def configs(
         sample_interval=parse_timeout("sample_interval", sample_interval),
         console=any(s.name == "console" for s in listener_config.exporters),
         stacks_signal=stacks_,
+        stall_timeout=_stall_timeout_of(stall_timeout),
     )
     return listener_config, child_config

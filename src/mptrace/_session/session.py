@@ -1,9 +1,8 @@
 """The public API: starting a session's listener, and shutting it down.
 
-One process owns a session: the one that called :func:`init`. It starts the
-listener, and every process that participates (the owner, its children through
-``mptrace.Process`` and contexts, and forked children of any of them) sends
-its events there through a participant of its own (``_participant.participant``).
+The process that called :func:`init` owns the session and starts its listener;
+every participating process sends its events there through a participant of
+its own (``_participant.participant``).
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ class Session:
         self.service_name = listener_config.service_name
         self.owner_pid = os.getpid()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._status: int | None = None  # the listener's answers: "ok", then flush acks
+        self._status: int | None = None  # the listener's answers: "ok", flush acks
         self._started = False
         self._closed = False
         self._events: list[dict[str, Any]] | None = None
@@ -251,8 +250,7 @@ class Session:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        # Children the program started and did not join still log: wait for
-        # them (not for a manager or an executor, which outlive the block).
+        # Children started and not joined still log: wait (managers outlive it).
         if os.getpid() == self.owner_pid and self.active:
             bound = self.listener_config.shutdown_timeout
             _waited.wait_children(bound, self.listener_config)
@@ -282,6 +280,7 @@ def init(
     traces: str | None = None,
     stacks_signal: int | str | None = "default",
     subprocesses: bool | None = None,
+    stall_timeout: float | None = None,
 ) -> Session | JoinedSession:
     """Start a session: one listener process, and this process funnelling into it.
 
@@ -317,6 +316,8 @@ def init(
             ``MPTRACE_STACKS_SIGNAL``, else SIGUSR2); ``None`` or 0: none.
         subprocesses: Python programs started with ``subprocess``, a shell
             or ``os.exec*`` join the session (``MPTRACE_SUBPROCESS``; on).
+        stall_timeout: A pool with work and no progress this long (seconds;
+            ``MPTRACE_STALL_TIMEOUT``, else 60; 0: never) is told, with stacks.
 
     Raises:
         ConfigurationError: A setting is not one mptrace can use.
@@ -360,6 +361,7 @@ def init(
                 block_timeout=block_timeout,
                 shutdown_timeout=shutdown_timeout,
                 stacks_signal=stacks_signal,
+                stall_timeout=stall_timeout,
             )
             _profile.mark("options")
             preload_in_forkserver()
