@@ -91,16 +91,23 @@ def line_of(text: str, marker: str) -> int:
     return number
 
 
-def test_a_pool_deadlock_is_told_with_every_stack(start_method, tmp_path):
-    program = tmp_path / "pool_deadlock.py"
-    program.write_text(POOL_DEADLOCK)
+def run_program(tmp_path, name, text, start_method):
+    """Run *text* as a program under a session; it and its JSON lines."""
+    program = tmp_path / f"{name}.py"
+    program.write_text(text)
     path = tmp_path / "run.jsonl"
     done = subprocess.run(
         [sys.executable, str(program), start_method, f"jsonl:{path}", str(STALL)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    events = read_jsonl(path)
+    return program, read_jsonl(path)
+
+
+def test_a_pool_deadlock_is_told_with_every_stack(start_method, tmp_path):
+    program, events = run_program(
+        tmp_path, "pool_deadlock", POOL_DEADLOCK, start_method
+    )
     (dispatched,) = [e for e in events if e.get("event") == "dispatched"]
     (told,) = [e for e in events if e.get("logger") == "mptrace.pool"]
     assert "Pool made no progress" in told["event"]
@@ -129,15 +136,9 @@ def test_a_pool_deadlock_is_told_with_every_stack(start_method, tmp_path):
 
 
 def test_an_executor_that_waits_is_told(start_method, tmp_path):
-    program = tmp_path / "executor_waits.py"
-    program.write_text(EXECUTOR_WAITS)
-    path = tmp_path / "run.jsonl"
-    done = subprocess.run(
-        [sys.executable, str(program), start_method, f"jsonl:{path}", str(STALL)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    events = read_jsonl(path)
+    program, events = run_program(
+        tmp_path, "executor_waits", EXECUTOR_WAITS, start_method
+    )
     (told,) = [e for e in events if e.get("logger") == "mptrace.pool"]
     assert "ProcessPoolExecutor made no progress" in told["event"]
     assert "1 task outstanding" in told["event"]
