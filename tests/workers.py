@@ -843,15 +843,6 @@ def close_every_descriptor_then_log(folder: str, err_path: str) -> None:
         os.close(fd)
 
 
-def log_at_full_speed(n: int, tag: str, quarter, err_path: str) -> None:
-    """Log *n* numbered records as fast as possible; set *quarter* a quarter in."""
-    stderr_to(err_path)
-    for i in range(n):
-        log.info("fast", extra={"i": i, "tag": tag})
-        if i == n // 4:
-            quarter.set()
-
-
 def log_item(i: int) -> int:
     """A pool task that logs one record."""
     log.info("item", extra={"i": i})
@@ -875,9 +866,10 @@ def chatter(marked: object, stop: object) -> None:
         log.info("chatter %d", n)
 
 
-def log_with_marks(n: int, tag: str, marks: list, err_path: str) -> None:
+def log_with_marks(n: int, tag: str, marks: list, err_path: str, killed) -> None:
     """Log *n* numbered records as fast as possible; set ``marks[k]`` at
-    record ``n * (k + 1) // 4``, a quarter in, then half way, ..."""
+    record ``n * (k + 1) // 4``, a quarter in, then half way, ...; exit
+    only once *killed* is set: the listener died while this process lived."""
     stderr_to(err_path)
     at = {n * (k + 1) // 4: mark for k, mark in enumerate(marks)}
     for i in range(n):
@@ -885,3 +877,4 @@ def log_with_marks(n: int, tag: str, marks: list, err_path: str) -> None:
         mark = at.get(i)
         if mark is not None:
             mark.set()
+    killed.wait(120)

@@ -162,16 +162,17 @@ class TestNothingLostSilently:
         """Four children log at full speed and the listener is SIGKILLed: each
         child's every record is in the file, on its stderr (given again, or
         sent there after), or in the number it says were lost."""
-        from workers import log_at_full_speed
+        from workers import log_with_marks
 
         n = 20_000
         session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
         ctx = mptrace.get_context(start_method)
         quarters = [ctx.Event() for _ in range(4)]
+        killed = ctx.Event()
         children = [
             ctx.Process(
-                target=log_at_full_speed,
-                args=(n, f"c{i}", quarters[i], str(tmp_path / f"c{i}.err")),
+                target=log_with_marks,
+                args=(n, f"c{i}", [quarters[i]], str(tmp_path / f"c{i}.err"), killed),
             )
             for i in range(4)
         ]
@@ -181,6 +182,7 @@ class TestNothingLostSilently:
             assert all(e.wait(60) for e in quarters)
             os.kill(session.listener_pid, signal.SIGKILL)
             session._proc.wait(10)
+            killed.set()
             for p in children:
                 p.join(120)
         finally:
@@ -325,10 +327,11 @@ class TestListenerReplaced:
         session = mptrace.init(exporters=[f"jsonl:{jsonl}"])
         ctx = mptrace.get_context(start_method)
         marks = [[ctx.Event() for _ in range(kills)] for _ in range(4)]
+        killed = ctx.Event()
         children = [
             ctx.Process(
                 target=log_with_marks,
-                args=(self.N, f"c{i}", marks[i], str(tmp_path / f"c{i}.err")),
+                args=(self.N, f"c{i}", marks[i], str(tmp_path / f"c{i}.err"), killed),
             )
             for i in range(4)
         ]
@@ -342,6 +345,7 @@ class TestListenerReplaced:
                 if k + 1 < kills and _restart.MAX_RESTARTS > k:
                     assert session._restarter.wait(k + 1, 30), "no new listener"
                     assert session.listener_pid != old
+            killed.set()
             for p in children:
                 p.join(120)
         finally:
@@ -397,6 +401,41 @@ class TestListenerReplaced:
             duplicates += len(got) - self.N
         assert (on_stderr, lost) == (0, 0)
         assert duplicates <= again
+
+    def test_an_owner_silent_since_the_restart_ends_the_new_listener(
+        self, start_method, jsonl, capfd
+    ):
+        """The listener dies and is replaced while the owner writes nothing;
+        the owner's first write since is at shutdown: it reaches the new
+        listener, which ends at once, not killed after the shutdown bound."""
+        from workers import block_until
+
+        session = mptrace.init(exporters=[f"jsonl:{jsonl}"], sample_interval=3600)
+        ctx = mptrace.get_context(start_method)
+        go = ctx.Event()
+        child = ctx.Process(target=block_until, args=(go,))
+        child.start()
+        try:
+            assert session.force_flush()
+            stream = _participant.current().stream
+            old_fd = stream._fd
+            os.kill(session.listener_pid, signal.SIGKILL)
+            assert session._restarter.wait(1, 30), "no new listener"
+            assert stream._fd == old_fd, "the owner wrote since: nothing tested"
+            t0 = time.monotonic()
+            session.shutdown()
+            took = time.monotonic() - t0
+        finally:
+            go.set()
+            child.join(60)
+        err = capfd.readouterr().err
+        assert f"process {os.getpid()} writes its records" not in err, err
+        assert took < 5.0
+        # It ends by itself (once the child's stream, if it had one, closed).
+        assert session._proc.wait(30) == 0, err
+        # The child's span, which the owner ended at shutdown, reached it.
+        spans = [s.get("name") for s in read_jsonl(jsonl) if s.get("kind") == "span"]
+        assert f"process {child.name}" in spans, spans
 
     def test_past_the_limit_a_dead_listener_is_not_replaced(
         self, start_method, jsonl, tmp_path, capfd, monkeypatch

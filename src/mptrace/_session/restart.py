@@ -81,10 +81,14 @@ class Restarter:
         """Start a new listener if the session's has died; True when one runs."""
         with self._lock:
             session, proc = self.session, self.session._proc
-            if self._stopping or proc is None:
+            if proc is None:
                 return False
             if proc.poll() is None:
-                return True  # alive: not dead, or already replaced
+                # Alive: not dead, or already replaced, even while the session
+                # ends (the owner's first write since is often its last).
+                return True
+            if self._stopping:
+                return False
             why = _why(proc)
             if self.count >= MAX_RESTARTS:
                 _unlink(session.child_config.address)
