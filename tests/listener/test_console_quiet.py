@@ -24,6 +24,7 @@ import mptrace
 from mptrace._listener.console import parse_options
 from mptrace._listener.console_sink import ConsoleSink, shorten
 from mptrace._render.lines import LEVEL_STYLES
+from mptrace._session import options as _options
 from mptrace.exceptions import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -272,7 +273,7 @@ class TestOptions:
         """console?... goes through init()'s check; MPTRACE_CONSOLE is beneath
         it, and a bad value names the variable, at init()."""
         monkeypatch.setenv("MPTRACE_CONSOLE", "lifecycle=1&level=error")
-        (spec,) = mptrace._session.options.parse_exporters("console?level=info")
+        (spec,) = _options.parse_exporters("console?level=info")
         assert spec.kwargs == {"lifecycle": True, "level": 20}
         monkeypatch.setenv("MPTRACE_CONSOLE", "lifecycle=maybe")
         with pytest.raises(
@@ -280,7 +281,7 @@ class TestOptions:
         ):
             mptrace.init(exporters=["console"])
         with pytest.raises(ConfigurationError, match="takes no target"):
-            mptrace._session.options.parse_exporters("console:somewhere")
+            _options.parse_exporters("console:somewhere")
 
 
 class TestTable:
