@@ -77,6 +77,17 @@ def test_tasks_are_spans_under_the_span_that_submitted_them(start_method, tmp_pa
     assert not [e for e in events if e.get("logger") == "mptrace" and "lost" in e]
 
 
+def test_a_cluster_of_threads_in_the_program_gives_the_same_tree(tmp_path):
+    """Workers in the program's own process (``processes=False``): two
+    workers' threads, where the submitting span is current too, still put
+    each record and ``@traced`` span under its own task's span."""
+    jsonl = tmp_path / "run.jsonl"
+    run_work("local", "threads", str(N), str(jsonl))
+    events = read_jsonl(jsonl)
+    spans = [e for e in events if e["kind"] == "span"]
+    check_task_tree(spans, [e for e in events if e.get("logger") == "dask_work"])
+
+
 def test_a_local_cluster_comes_up_20_times_in_a_row(start_method, tmp_path):
     """Twenty sessions in a row, each with a LocalCluster of two worker
     processes and a task: none hangs, each task is a span of its run."""

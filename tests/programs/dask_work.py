@@ -1,7 +1,8 @@
 """Dask work a test checks from its spans and records.
 
 ``dask_work.py local METHOD N JSONL``: a session writing JSONL, a
-``LocalCluster`` of 2 worker processes started with METHOD, N tasks.
+``LocalCluster`` of 2 worker processes started with METHOD (or, for
+``threads``, 2 workers in the program's process), N tasks.
 ``dask_work.py client SCHEDULER_FILE N``: the same N tasks on a running
 cluster, for a program run under ``mptrace run``.
 ``dask_work.py up METHOD COUNT JSONL``: COUNT sessions in a row, each with a
@@ -82,9 +83,14 @@ def work(client: Client, n: int) -> None:
 
 
 def local_cluster(method: str) -> LocalCluster:
-    dask.config.set({"distributed.worker.multiprocessing-method": method})
+    """Two workers: processes started with *method*, or ``threads`` in this one."""
+    if method != "threads":
+        dask.config.set({"distributed.worker.multiprocessing-method": method})
     return LocalCluster(
-        n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None
+        n_workers=2,
+        threads_per_worker=2,
+        processes=method != "threads",
+        dashboard_address=None,
     )
 
 

@@ -33,6 +33,15 @@ from mptrace._participant import participant as _participant
 #: The annotation the client puts the submitting span's carrier under.
 ANNOTATION = "mptrace"
 _RUNNING = frozenset(("executing", "long-running"))
+#: The spans of the tasks executing in this process, by key: one table for
+#: every worker of the process (a cluster of threads has several).
+_spans: dict[Any, Any] = {}
+
+
+def current() -> Any:
+    """The span of the task this thread runs, or None (``ambient``'s finder)."""
+    key = getattr(thread_state, "key", None)
+    return _spans.get(key) if key is not None else None
 
 
 class TaskSpans(WorkerPlugin):
@@ -42,30 +51,23 @@ class TaskSpans(WorkerPlugin):
 
     def __init__(self) -> None:
         self.worker: Any = None
-        self.spans: dict[Any, Any] = {}
+        self.keys: set[Any] = set()  # of this worker's tasks in ``_spans``
 
     def setup(self, worker: Any) -> None:
         self.worker = worker
-        part = _participant.current()
-        own = part.process_span_context if part is not None else None
-        _ambient.set_finder(self.current, own.span_id if own is not None else 0)
+        _ambient.set_finder(current)
 
     def teardown(self, worker: Any) -> None:
-        _ambient.set_finder(None)
-        for span in self.spans.values():  # the worker closes mid-task
-            _tracing.end_span(span, None)
-        self.spans.clear()
-
-    def current(self) -> Any:
-        """The span of the task this thread runs, or None."""
-        key = getattr(thread_state, "key", None)
-        return self.spans.get(key) if key is not None else None
+        for key in self.keys:  # the worker closes mid-task
+            _tracing.end_span(_spans.pop(key), None)
+        self.keys.clear()
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         if finish in _RUNNING and start not in _RUNNING:
             self._begin(key)
         elif start in _RUNNING and finish not in _RUNNING:
-            span = self.spans.pop(key, None)
+            span = _spans.pop(key, None) if key in self.keys else None
+            self.keys.discard(key)
             if span is not None:
                 self._end(span, key, finish)
 
@@ -80,7 +82,7 @@ class TaskSpans(WorkerPlugin):
         own = part.process_span_context if part is not None else None
         links = [trace.Link(own, {"mptrace.link": "worker process"})] if own else []
         context = _tracing.context_of(carrier) if isinstance(carrier, dict) else None
-        span = self.spans[key] = tracer.start_span(
+        span = _spans[key] = tracer.start_span(
             f"task {key_split(key)}",
             context=_tracing.parent_context(context),
             links=links,
@@ -92,6 +94,7 @@ class TaskSpans(WorkerPlugin):
                 "process.pid": os.getpid(),
             },
         )
+        self.keys.add(key)
         # A task that ends its process (os._exit, a signal) never ends its
         # span: announced, it is ended by the listener, as cut short.
         _participant.announce(span)
