@@ -35,10 +35,8 @@ def thumbnails(client: Client) -> list[object]:
 
 if __name__ == "__main__":
     with mptrace.init(exporters=["jsonl:dask_tasks.jsonl"]):
-        with (
-            LocalCluster(n_workers=2, processes=True, dashboard_address=None) as cluster,
-            Client(cluster) as client,
-        ):
+        cluster = LocalCluster(n_workers=2, processes=True, dashboard_address=None)
+        with cluster, Client(cluster) as client:
             print("results:", thumbnails(client))
     with open("dask_tasks.jsonl", encoding="utf-8") as f:
         events = [json.loads(line) for line in f]
@@ -46,14 +44,14 @@ if __name__ == "__main__":
     for span in sorted(spans.values(), key=lambda s: s["start_ns"]):
         if "dask.key" not in span["attributes"]:
             continue
-        parent = spans[span["parent_span_id"]]["name"]
+        parent = spans[span["parent_span_id"]]
         inside = [
             e["event"]
             for e in events
             if e["kind"] == "log" and e.get("span_id") == span["span_id"]
         ]
         print(
-            f"{span['name']} ({span['status']}, pid {span['pid']}, under {parent!r}, "
-            f"same trace: {span['trace_id'] == spans[span['parent_span_id']]['trace_id']})"
+            f"{span['name']} ({span['status']}, pid {span['pid']}, under "
+            f"{parent['name']!r}, same trace: {span['trace_id'] == parent['trace_id']})"
             f": {inside}"
         )
