@@ -83,3 +83,49 @@ class TestJaegerCompose:
         for name, service in _compose()["services"].items():
             image = str(service.get("image", ""))
             assert ":" in image and not image.endswith(":latest"), f"{name}: {image!r}"
+
+
+GATEWAY_FILE = COMPOSE_FILE.with_name("docker-compose.collector.yml")
+COLLECTOR_IMAGE = re.compile(r"^otel/opentelemetry-collector-contrib:\d+\.\d+\.\d+$")
+
+
+class TestCollectorCompose:
+    """docker-compose.collector.yml: a Collector every host exports to, in
+    front of Jaeger; traces go on to Jaeger, logs to a file."""
+
+    def services(self) -> dict[str, Any]:
+        data = yaml.safe_load(GATEWAY_FILE.read_text(encoding="utf-8"))
+        return data["services"]
+
+    def config(self) -> dict[str, Any]:
+        (mount,) = [
+            v for v in self.services()["collector"]["volumes"] if "config.yaml" in v
+        ]
+        source, target, *_ = mount.split(":")
+        assert target == "/etc/otelcol-contrib/config.yaml"  # the image's default
+        return yaml.safe_load((GATEWAY_FILE.parent / source).read_text("utf-8"))
+
+    def test_a_pinned_collector_publishes_otlp_and_jaeger_its_ui(self) -> None:
+        services = self.services()
+        assert COLLECTOR_IMAGE.match(services["collector"]["image"])
+        assert IMAGE.match(services["jaeger"]["image"])
+        collector = [_published(p) for p in services["collector"]["ports"]]
+        assert {(4317, 4317, "tcp"), (4318, 4318, "tcp")} <= set(collector)
+        jaeger = [_published(p) for p in services["jaeger"]["ports"]]
+        assert jaeger == [(16686, 16686, "tcp")]  # OTLP goes through the gateway
+
+    def test_traces_go_to_jaeger_and_logs_to_a_file(self) -> None:
+        config = self.config()
+        grpc = config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+        assert grpc == "0.0.0.0:4317"  # reachable from other hosts
+        pipelines = config["service"]["pipelines"]
+        (traces,) = pipelines["traces"]["exporters"]
+        exporter = config["exporters"][traces]
+        assert traces.split("/")[0] == "otlp"
+        host, port = exporter["endpoint"].split(":")
+        assert host in self.services() and port == "4317"
+        assert exporter["tls"]["insecure"] is True  # inside the compose network
+        (logs,) = pipelines["logs"]["exporters"]
+        assert logs.split("/")[0] == "file"
+        assert config["exporters"][logs]["path"].startswith("/data/")
+        assert "./collector-data:/data" in self.services()["collector"]["volumes"]

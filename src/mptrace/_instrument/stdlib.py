@@ -30,6 +30,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from mptrace._instrument import engines_dask as _dask
 from mptrace._instrument import engines_joblib as _joblib
 from mptrace._instrument import process as _process
 from mptrace._instrument import subprocesses as _subprocesses
@@ -281,6 +282,8 @@ _REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
     ],
     "subprocess": _subprocesses.REPLACEMENTS,
     "joblib.parallel": _joblib.REPLACEMENTS,
+    "distributed.client": _dask.CLIENT,
+    "distributed.worker": _dask.WORKER,
 }
 # multiprocess (pathos's renamed copy of multiprocessing): the same patches.
 for _name in ("process", "pool"):

@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mptrace._instrument import resources as _resources
+from mptrace._participant import ambient as _ambient
 from mptrace._participant import participant as _participant
 from mptrace._participant.plain import exception_dict
 from mptrace._participant.stream import write_stderr
@@ -83,9 +84,13 @@ def set_default_parent(context: Any) -> None:
 def parent_context(context: Any = None) -> Any:
     """The context a span of mptrace's starts in: *context*, else the current
     one, else the default parent."""
-    if context is not None or trace.get_current_span().get_span_context().is_valid:
+    if context is not None:
         return context
-    return _default_parent[0]
+    current = trace.get_current_span()
+    span = _ambient.work_span(current)  # a task an engine runs in a thread
+    if span is not current:
+        return trace.set_span_in_context(span)
+    return None if current.get_span_context().is_valid else _default_parent[0]
 
 
 def carrier(span: Any = None) -> dict[str, str]:

@@ -8,14 +8,14 @@ flags in each frame's header (never by searching the JSON)::
     log        ──▶ count errors by level ──▶ processors, if any ──▶ sinks
     span       ──▶ sinks; a child's process span waits until that child's
                    stream has ended (HOLD_SPAN at most), then the process
-                   table adds the child's own account to it
+                   table adds the child's own account to it; an announced
+                   span waits for its end, or its stream's (``cut``)
     lifecycle  ──▶ process table ──▶ sinks
     shutdown   ──▶ drain every stream, flush, report, exit
     flush      ──▶ read what every stream holds, flush every sink, answer
 
-Sinks get batches: a raw sink (JSON lines) takes the bytes a frame carried,
-any other sink a decoded dict. A sink that raises costs counted events and
-one warning, never the listener.
+Sinks get batches: a raw sink (JSON lines) takes a frame's bytes, any other
+a decoded dict. A sink that raises costs counted events and one warning.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections import OrderedDict
 from typing import Any
 
 from mptrace._listener import problems as _problems
+from mptrace._listener.cut import OpenSpans
 from mptrace._listener.problems import Problems
 from mptrace._listener.problems import sink_name as _name
 from mptrace._listener.problems import stderr as _stderr
@@ -89,8 +90,7 @@ class Router:
             s for s in self.sinks if callable(getattr(s, "export_raw", None))
         ]
         self.dict_sinks = [s for s in self.sinks if s not in self.raw_sinks]
-        # Only files hold what they were given once flushed: a console's
-        # reorder buffer or an exporter's queue dies with this process.
+        # Only files keep what they got: a console's or exporter's queue dies.
         _handshake.acknowledging = bool(self.sinks) and not self.dict_sinks
         self.processors = cfg.processors
         self._drop: type[BaseException] = _NeverRaised
@@ -100,6 +100,7 @@ class Router:
             self._drop = DropEvent
         self.table = ProcessTable()
         self.held: dict[Any, _Held] = {}  # by the child's pid
+        self.open_spans = OpenSpans()  # announced spans, by stream (``cut``)
         self.waiting: dict[Peer, list[Any]] = {}  # a parent's events behind them
         self.ended: OrderedDict[Any, None] = OrderedDict()
         self.sink_errors: dict[int, int] = {}
@@ -141,6 +142,11 @@ class Router:
             if event is not None:
                 self._process_log(event)
         elif kind == _SPAN:
+            if flags & _events.OPEN_SPAN:
+                self.open_spans.begin(peer, self._decode(peer, body))
+                return
+            if peer in self.open_spans:  # maybe the end of an announced one
+                self.open_spans.end(peer, self._decode(peer, body))
             if not flags & _events.PROCESS_SPAN:
                 self._raw(peer, body)
                 return
@@ -242,6 +248,8 @@ class Router:
 
     def on_end(self, peer: Peer) -> None:
         _handshake.release(peer.fd)
+        for span in self.open_spans.cut(peer):
+            self._emit(peer, None, span)
         if peer.pid in self.held:
             self._release(peer.pid)
         else:
@@ -340,11 +348,9 @@ class Router:
     # -- the end ---------------------------------------------------------------
 
     def settle(self) -> None:
-        """The owner's session ends while other processes still write (a
-        manager's server, a pool or executor left open, a daemon): everything
-        so far goes to the sinks, the end is said, and the owner goes on
-        (``d`` on the status pipe). What those processes log later follows,
-        and :meth:`finish` runs once the last of their streams has closed."""
+        """The owner's session ends while others still write (a manager, a
+        pool left open, a daemon): all so far goes to the sinks and the owner
+        goes on (``d``); :meth:`finish` runs once their streams have closed."""
         self._settle_sinks()
         self.settled = True
         if self.ack_fd is not None:
@@ -384,11 +390,8 @@ class Router:
         self._say_problems()
 
     def _say_problems(self) -> None:
-        counts = {
-            "lost": self.transport.total_lost,
-            "refused": self.transport.refused,
-            "failed": sum(self.sink_errors.values()),
-        }
+        counts = {"lost": self.transport.total_lost, "refused": self.transport.refused}
+        counts["failed"] = sum(self.sink_errors.values())
         for sink in self.sinks:
             counts[f"dropped {_name(sink)}"] = getattr(sink, "dropped", 0) or 0
         self.problems.say(counts, self.sinks)

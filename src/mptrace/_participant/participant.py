@@ -6,10 +6,9 @@ structlog's shape::
 
     source (_sources) ──▶ stamp ──▶ trace context ──▶ redaction ──▶ Stream.send
 
-It installs itself beside the program's own logging, structlog and
-OpenTelemetry set-up and takes itself out again (``leave``), and it has the
-one fork hook: a forked child keeps the participant, with a fresh stream and
-no parent's monitor.
+It installs itself beside the program's logging, structlog and OpenTelemetry
+set-up and takes itself out again (``leave``); it has the one fork hook: a
+forked child keeps the participant, with a fresh stream, no parent's monitor.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
+from mptrace._participant import ambient as _ambient
 from mptrace._participant import stacks as _stacks
 from mptrace._participant.guest import StructlogGuest
 from mptrace._participant.logging_guest import LoggingGuest
@@ -72,7 +72,7 @@ def stamp(pid: int, ppid: int, run: str) -> Step:
 
 def trace_context() -> Step:
     """Tie a log event to the current span, and the span to the log event."""
-    get_current_span = trace.get_current_span
+    get_current_span, finder = trace.get_current_span, _ambient.finder
     last: tuple[Any, str, str] = (None, "", "")
 
     def trace_context(event: Event) -> Event:
@@ -80,6 +80,8 @@ def trace_context() -> Step:
         if event["kind"] != _events.LOG:
             return event
         span = get_current_span()
+        if finder[0] is not None:  # a task's thread (``ambient``)
+            span = _ambient.work_span(span)
         if span is last[0]:  # the same span as last time: its ids are known
             _, trace_hex, span_hex = last
         else:
@@ -352,6 +354,8 @@ class FunnelSpanProcessor:
 _processor = FunnelSpanProcessor(send, lambda r: _resource_of(r))
 _processor._mptrace = True  # type: ignore[attr-defined]
 _own_resource: list[Any] = [None]
+#: Sends a span not yet ended: if its process ends first, the listener ends it.
+announce = _processor.on_end
 
 
 def _resource_of(resource: Any) -> dict[str, Any]:
@@ -362,12 +366,9 @@ def _resource_of(resource: Any) -> dict[str, Any]:
 
 
 def install_provider(service_name: str, owner: bool = True) -> None:
-    """Make sure this process's spans reach the funnel.
-
-    With the program's own SDK provider in place, mptrace adds its processor
-    to it (in a child, in place of the program's: ``otel_guest``);
-    otherwise it sets an SDK provider of its own as the global one.
-    """
+    """Make sure this process's spans reach the funnel: through the program's
+    SDK provider if there is one (in a child, in place of the program's
+    processors: ``otel_guest``), else through a global one of mptrace's."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 

@@ -157,6 +157,10 @@ LEVEL_NUMBERS: Final = {
 }  # fmt: skip
 #: In a span frame's flags: the span is a child's process span.
 PROCESS_SPAN: Final = 1
+#: In a span frame's flags: the span has started, not ended (no ``end_ns``).
+#: The listener keeps it, writes nothing, and ends it as cut short if the
+#: process's stream ends before the span does.
+OPEN_SPAN: Final = 2
 
 
 def flags_of(kind: str, event: Event) -> int:
@@ -164,6 +168,8 @@ def flags_of(kind: str, event: Event) -> int:
     if kind == LOG:
         return LEVEL_RANKS.get(event.get("level"), 0)  # type: ignore[arg-type]
     if kind == SPAN:
+        if event.get("end_ns", 0) is None:
+            return OPEN_SPAN
         attributes = event.get("attributes")
         if type(attributes) is dict and attributes.get("mptrace.span") == "process":
             return PROCESS_SPAN
