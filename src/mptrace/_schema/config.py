@@ -51,6 +51,9 @@ class ChildConfig:
     console: bool = False
     #: The signal on which a process writes its stacks (0: none; ``_schema.stacks``).
     stacks_signal: int = 0
+    #: Waits on a multiprocessing lock this long (seconds) or longer are
+    #: recorded (``_instrument.waits``); 0 records none.
+    wait_threshold: float = 0.01
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"
