@@ -48,7 +48,9 @@ DURATION = "mptrace.wait.duration"
 KIND = "mptrace.wait.kind"
 PLACE = "mptrace.wait.place"
 OUTCOME = "mptrace.wait.outcome"
-#: Where a primitive keeps its :class:`Where`, in its ``__dict__``.
+#: The attribute where a primitive keeps its :class:`Where` (set and read with
+#: setattr and getattr: reading ``__dict__`` makes the object's attributes
+#: slower to read, in CPython 3.11, for the rest of its life).
 WHERE = "_mptrace_where"
 
 _MP_DIR = os.path.dirname(multiprocessing.__file__) + os.sep
@@ -58,6 +60,8 @@ _INSIDE = frozenset(
 )
 _SYNCHRONIZE = os.path.join(_MP_DIR, "synchronize.py")
 _nested = threading.local()
+#: The Where of the primitive being made or unpickled in this thread.
+_made = threading.local()
 #: What rebuilds a pickled state in the child; ``stdlib`` puts its own here,
 #: which instruments a spawn or forkserver child before the lock is rebuilt.
 rebuild: list[Callable[..., Any]] = []
@@ -145,34 +149,36 @@ def record(where: Where, wall_ns: int, waited_ns: int, outcome: str) -> None:
         pass
 
 
-def _blocked(semlock: Any, where: Where, block: Any, timeout: Any) -> bool:
-    """The try without blocking failed: block as asked, and time it."""
+def _blocked(semlock: Any, where: Where, block: Any, timeout: Any) -> Any:
+    """The try without blocking failed: acquire as asked, timed if it blocks."""
     threshold = _threshold_ns()
-    if not threshold:
-        return bool(semlock.acquire(block, timeout))
+    if not threshold or not block:
+        return semlock.acquire(block, timeout)
     wall, start = time.time_ns(), _monotonic_ns()
     got = semlock.acquire(block, timeout)
     waited = _monotonic_ns() - start
     if waited >= threshold:
         record(where, wall, waited, "acquired" if got else "timed out")
-    return bool(got)
+    return got
 
 
-def acquirer(semlock: Any, where: Where) -> Callable[..., bool]:
-    """``acquire`` for a program's primitive: as the C method, and timed when
-    it has to wait."""
+def _refused(semlock: Any, block: Any, timeout: Any) -> Any:
+    """The try succeeded, with a *block* other than True: the C method's own
+    answer for it (a TypeError for one it refuses, the lock given back)."""
+    if isinstance(block, int):
+        return True
+    semlock.release()
+    return semlock.acquire(block, timeout)
+
+
+def acquirer(semlock: Any, where: Where) -> Callable[..., Any]:
+    """``acquire`` for a program's primitive: the C method's, timed when it
+    has to wait. The try passes *timeout* on, so the C method checks it."""
     try_acquire = semlock.acquire
 
-    def acquire(block: Any = True, timeout: Any = None) -> bool:
-        if block is True and timeout is None:  # the usual call
-            if try_acquire(False):
-                return True
-            return _blocked(semlock, where, True, None)
-        if block is not True and (type(block) is not int or not block):
-            # non-blocking, or arguments the C method refuses
-            return bool(try_acquire(block, timeout))
-        if try_acquire(False, timeout):  # the C method checks the timeout
-            return True
+    def acquire(block: Any = True, timeout: Any = None) -> Any:
+        if try_acquire(False, timeout):
+            return True if block is True else _refused(semlock, block, timeout)
         return _blocked(semlock, where, block, timeout)
 
     return acquire
@@ -184,10 +190,16 @@ def acquirer(semlock: Any, where: Where) -> Callable[..., bool]:
 def _init(original: Callable[..., None]) -> Callable[..., None]:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         try:
-            self.__dict__[WHERE] = origin(sys._getframe(1))
+            where = origin(sys._getframe(1))
         except Exception:
-            pass
-        original(self, *args, **kwargs)
+            where = None
+        _made.where = where  # for _make_methods, which __init__ calls
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            _made.where = None
+        if where is not None:  # last: the stdlib's attributes keep their order
+            setattr(self, WHERE, where)
 
     return __init__
 
@@ -195,21 +207,21 @@ def _init(original: Callable[..., None]) -> Callable[..., None]:
 def _make_methods(original: Callable[[Any], None]) -> Callable[[Any], None]:
     def _make_methods(self: Any) -> None:
         original(self)
-        where = self.__dict__.get(WHERE)
+        where = getattr(_made, "where", None)
         if where is not None:
             self.acquire = acquirer(self._semlock, where)
 
     return _make_methods
 
 
-def _enter(original: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    def __enter__(self: Any) -> bool:
+def _enter(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def __enter__(self: Any) -> Any:
         semlock = self._semlock
         if semlock.acquire(False):
             return True
-        where = self.__dict__.get(WHERE)
+        where = getattr(self, WHERE, None)
         if where is None:
-            return bool(semlock.__enter__())
+            return semlock.__enter__()
         return _blocked(semlock, where, True, None)
 
     return __enter__
@@ -218,7 +230,7 @@ def _enter(original: Callable[[Any], bool]) -> Callable[[Any], bool]:
 def _getstate(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def __getstate__(self: Any) -> Any:
         state = original(self)
-        where = self.__dict__.get(WHERE)
+        where = getattr(self, WHERE, None)
         if where is None or type(state) is not tuple:
             return state
         return with_where(state, where.kind, where.place)
@@ -229,15 +241,19 @@ def _getstate(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def _setstate(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     def __setstate__(self: Any, state: Any) -> None:
         where = getattr(state, "where", None)
+        _made.where = where
+        try:
+            original(self, state)
+        finally:
+            _made.where = None
         if where is not None:
-            self.__dict__[WHERE] = where
-        original(self, state)
+            setattr(self, WHERE, where)
 
     return __setstate__
 
 
 def _where_of(semlock_owner: Any) -> Where | None:
-    return getattr(semlock_owner, "__dict__", {}).get(WHERE)
+    return getattr(semlock_owner, WHERE, None)
 
 
 def _outcome(result: Any) -> str:
