@@ -203,15 +203,25 @@ class TestRecorded:
             cond = multiprocessing.Condition()
             with cond:
                 assert cond.wait(0.05) is False
+            barrier = multiprocessing.Barrier(2)
+            thread = threading.Timer(0.05, barrier.wait)
+            thread.start()
+            barrier.wait(5)
+            thread.join()
+            with pytest.raises(threading.BrokenBarrierError):
+                barrier.wait(0.05)
         found = _waits(session.events())
-        assert len(found) == 2, found
-        first, second = found
+        assert len(found) == 4, found
+        first, second, passed, broken = found
         assert first[waits.KIND] == "Lock"
         assert first[waits.PLACE] == f"{HERE}:{line}"
         assert first[waits.OUTCOME] == "acquired"
         assert first[waits.DURATION] >= 0.1
         # Condition.wait is one wait, not its inner semaphore's and lock's
         assert (second[waits.KIND], second[waits.OUTCOME]) == ("Condition", "timed out")
+        # a Barrier's index 0 is no timeout; a broken one says so
+        assert (passed[waits.KIND], passed[waits.OUTCOME]) == ("Barrier", "acquired")
+        assert broken[waits.OUTCOME] == "broken"
 
     def test_the_threshold_from_the_environment(self, monkeypatch):
         monkeypatch.setenv("MPTRACE_WAIT_THRESHOLD", "0")

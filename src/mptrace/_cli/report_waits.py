@@ -40,7 +40,7 @@ class Place:
         self.count += 1
         self.total_s += seconds
         self.longest_s = max(self.longest_s, seconds)
-        self.timed_out += outcome == "timed out"
+        self.timed_out += outcome in ("timed out", "broken")
         if len(self.pids) < MAX_PLACES:
             self.pids.add(pid)
 

@@ -260,8 +260,13 @@ def _outcome(result: Any) -> str:
     return "acquired" if result else "timed out"
 
 
+def _passed(result: Any) -> str:
+    return "acquired"  # a Barrier's index, 0 for one party: it raises otherwise
+
+
 def _waiting(
     where_of: Callable[[Any], Where | None],
+    outcome_of: Callable[[Any], str] = _outcome,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A wait of a Condition, an Event or a Barrier, timed as one."""
 
@@ -279,7 +284,7 @@ def _waiting(
             outcome = "raised"
             try:
                 result = original(self, *args, **kwargs)
-                outcome = _outcome(result)
+                outcome = outcome_of(result)
                 return result
             except threading.BrokenBarrierError:
                 outcome = "broken"
@@ -308,5 +313,5 @@ REPLACEMENTS: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("Condition", "wait", _waiting(_condition)),
     ("Condition", "wait_for", _waiting(_condition)),
     ("Event", "wait", _waiting(lambda event: _where_of(event._flag))),
-    ("Barrier", "wait", _waiting(lambda barrier: _condition(barrier._cond))),
+    ("Barrier", "wait", _waiting(lambda barrier: _condition(barrier._cond), _passed)),
 ]
