@@ -4,7 +4,8 @@
 :class:`Proc` per process (with its last few records), per-task-name counts,
 the slowest and the failed tasks, and the last records of the run for the HTML
 page, and (``report_resources``) the workers whose memory grows and the
-tasks that cost most CPU. Its memory grows with the number of processes, not
+tasks that cost most CPU, and (``report_waits``) where processes waited on
+locks. Its memory grows with the number of processes, not
 of events.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from mptrace._cli.reader import Event
 from mptrace._cli.report_resources import Resources
+from mptrace._cli.report_waits import Waits
 
 #: Records of the run kept for the HTML page (the last ones).
 MAX_RECORDS = 5_000
@@ -122,6 +124,7 @@ class Report:
         self.bars_dropped = 0
         self.stacks: dict[Any, Event] = {}  # by pid: the last taken of each
         self.resources = Resources()  # workers that grow, the costliest tasks
+        self.waits = Waits()  # long waits on locks, per process and per lock
         self._created: dict[object, int] = {}
         self._order = itertools.count()
 
@@ -213,6 +216,8 @@ class Report:
                 p.peak_rss = rss if p.peak_rss is None else max(p.peak_rss, rss)
 
     def _span(self, event: Event) -> None:
+        if event.get("events"):
+            self.waits.add(event)
         attributes = event.get("attributes")
         if not isinstance(attributes, dict) or attributes.get("mptrace.span") != "task":
             return

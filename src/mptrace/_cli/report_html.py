@@ -19,6 +19,7 @@ from mptrace._cli.report import (
     process_rows,
 )
 from mptrace._cli.report_resources import costly_lines, growing_lines
+from mptrace._cli.report_waits import place_lines, waiter_lines
 from mptrace._render.lines import format_ts
 from mptrace._render.stacks import stacks_lines
 
@@ -210,6 +211,19 @@ def _tasks(report: Report) -> str:
                if growing else ""))  # fmt: skip
 
 
+def _waiting(report: Report) -> str:
+    if not report.waits.count:
+        return "<p>No long waits on locks.</p>"
+    names = {pid: p.name for pid, p in report.procs.items()}
+    waiters = "".join(f"<li>{_e(line)}</li>"
+                      for line in waiter_lines(report.waits, names))  # fmt: skip
+    places = "".join(f"<li>{_e(line)}</li>"
+                     for line in place_lines(report.waits, names))  # fmt: skip
+    return (f"<p>{report.waits.count} waits on locks.</p>"
+            f"<h3>Where each process waited</h3><ul id='waiters'>{waiters}</ul>"
+            f"<h3>Contended locks</h3><ul id='contended'>{places}</ul>")  # fmt: skip
+
+
 def _records(report: Report, procs: list[Proc]) -> str:
     options = "".join(
         f'<option value="{p.pid}">{_e(p.name)}[{p.pid}]</option>' for p in procs
@@ -262,6 +276,7 @@ def render_html(report: Report) -> str:
         f"<h2>Failures</h2><div id='failures'>{_failures(report)}</div>",
         f"<h2>Resources</h2>{_table(process_rows(report))}",
         f"<h2>Pool tasks</h2>{_tasks(report)}",
+        f"<h2>Waiting</h2><div id='waiting'>{_waiting(report)}</div>",
         f"<h2>Records</h2>{_records(report, procs)}",
         f"<h2>Stacks</h2><div id='stacks'>{_stacks(report)}</div>",
         f"<script>{_JS}</script></body></html>\n",

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from mptrace._cli.reader import Event
 from mptrace._cli.report import Proc, Report, fmt_ms, process_rows
 from mptrace._cli.report_resources import costly_lines, growing_lines
+from mptrace._cli.report_waits import place_lines, waiter_lines
 from mptrace._render.lines import format_ts, make_console_renderer
 from mptrace._render.stacks import stacks_text
 
@@ -112,6 +113,17 @@ def _tasks(report: Report, out: TextIO, colours: bool) -> None:
             print(f"    {red}{line}{reset}", file=out)
 
 
+def _waiting(report: Report, out: TextIO, bold: str, reset: str) -> None:
+    names = {pid: p.name for pid, p in report.procs.items()}
+    print(f"\n{bold}Waiting{reset} ({report.waits.count} waits on locks)", file=out)
+    print("  where each process waited:", file=out)
+    for line in waiter_lines(report.waits, names):
+        print(f"    {line}", file=out)
+    print("  contended locks (where the program made them):", file=out)
+    for line in place_lines(report.waits, names):
+        print(f"    {line}", file=out)
+
+
 def render_text(report: Report, out: TextIO, colours: bool) -> None:
     """Write the report of *report* to *out*."""
     bold, reset = (BOLD, RESET) if colours else ("", "")
@@ -138,6 +150,8 @@ def render_text(report: Report, out: TextIO, colours: bool) -> None:
         if not failed:  # a failure's block ends with a blank line already
             print(file=out)
         _tasks(report, out, colours)
+    if report.waits.count:
+        _waiting(report, out, bold, reset)
     if report.stacks:
         print(f"\n{bold}Stacks{reset} (the last taken of each process, most "
               "recent call first)", file=out)  # fmt: skip

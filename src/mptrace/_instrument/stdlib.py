@@ -11,6 +11,8 @@ import Process`` long before ``init()`` included)::
     multiprocessing.pool.Pool             __init__ _map_async imap imap_unordered
                                           apply_async terminate
     concurrent.futures.ProcessPoolExecutor  submit map
+    multiprocessing.synchronize           SemLock, Condition, Event, Barrier: long
+                                          waits recorded (``waits``)
 
 Each replacement hands the saved original to the same function the drop-ins
 use (``process.on_*``, ``tasks``), and passes straight through for a
@@ -24,6 +26,7 @@ children do too. :func:`uninstrument` puts every original back.
 from __future__ import annotations
 
 import functools
+import multiprocessing.process
 import sys
 import threading
 from collections.abc import Callable
@@ -35,13 +38,16 @@ from mptrace._instrument import engines_joblib as _joblib
 from mptrace._instrument import process as _process
 from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._instrument import tasks as _tasks
+from mptrace._instrument import waits as _waits
 from mptrace._instrument.process import _Participating
 from mptrace._participant import hooks as _hooks
 from mptrace._participant import participant as _participant
 
 _lock = threading.Lock()
-#: (class, attribute) → the original, while instrumented.
+#: (class, attribute) → the original, while instrumented (_INHERITED: the
+#: class had none of its own, a base class's was wrapped).
 _saved: dict[tuple[type, str], Any] = {}
+_INHERITED = object()
 _active = False
 
 
@@ -71,8 +77,10 @@ def _patch(module: ModuleType) -> None:
             cls = getattr(module, class_name)
             if (cls, name) in _saved:
                 continue
-            original = cls.__dict__[name]
+            original = cls.__dict__.get(name, _INHERITED)
             _saved[(cls, name)] = original
+            if original is _INHERITED:
+                original = getattr(cls, name)
             setattr(cls, name, functools.wraps(original)(make(original)))
 
 
@@ -82,7 +90,10 @@ def uninstrument() -> None:
     with _lock:
         _active = False
         for (cls, name), original in _saved.items():
-            setattr(cls, name, original)
+            if original is _INHERITED:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, original)
         _saved.clear()
     for module in _REPLACEMENTS:
         _hooks.forget(module, _patch)
@@ -117,6 +128,18 @@ def _revive() -> _Revive:
 
 
 _REVIVE = _Revive()
+
+
+def _lock_state(state: tuple[Any, ...], kind: str, place: str) -> Any:
+    """A lock's state, unpickled: a spawn or forkserver child that unpickles
+    its process object's arguments is instrumented first, as ``_Revive`` does
+    a moment later, so the lock is rebuilt by the replaced methods."""
+    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        instrument()
+    return _waits.with_where(state, kind, place)
+
+
+_waits.rebuild.append(_lock_state)
 
 
 # -- the replacements --------------------------------------------------------------
@@ -280,6 +303,7 @@ _REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
         ("ProcessPoolExecutor", "submit", _submit),
         ("ProcessPoolExecutor", "map", _executor_map),
     ],
+    "multiprocessing.synchronize": _waits.REPLACEMENTS,
     "subprocess": _subprocesses.REPLACEMENTS,
     "joblib.parallel": _joblib.REPLACEMENTS,
     "distributed.client": _dask.CLIENT,

@@ -53,6 +53,9 @@ class ChildConfig:
     stacks_signal: int = 0
     #: Seconds a pool may go without progress before its stall is told (0: never).
     stall_timeout: float = 60.0
+    #: Waits on a multiprocessing lock this long (seconds) or longer are
+    #: recorded (``_instrument.waits``); 0 records none.
+    wait_threshold: float = 0.01
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

@@ -62,6 +62,7 @@ def write(path: str, config: ChildConfig, instrument: bool) -> None:
         "service_name": config.service_name,
         "sample_interval": config.sample_interval,
         "console": config.console,
+        "wait_threshold": config.wait_threshold,
         "instrument": instrument,
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -93,6 +94,7 @@ def read(path: str) -> tuple[ChildConfig, bool] | None:
             service_name=str(data["service_name"]),
             sample_interval=float(data["sample_interval"]),
             console=bool(data["console"]),
+            wait_threshold=float(data.get("wait_threshold", 0.01)),
         )
         return config, bool(data.get("instrument", True))
     except (OSError, ValueError, KeyError, TypeError):

@@ -16,6 +16,9 @@ variable                  value                                   default
 ``MPTRACE_SUBPROCESS``    ``1``/``true`` or ``0``/``false``       ``1``
 ``OTEL_SERVICE_NAME``     the service name                        the script
 ========================  ======================================  ===========
+
+``MPTRACE_WAIT_THRESHOLD`` (seconds, default 0.01; 0: none) is the shortest
+wait on a multiprocessing lock that is recorded; it has no argument.
 """
 
 from __future__ import annotations
@@ -161,6 +164,29 @@ def _seconds_or_off(raw: object) -> float:
     return float(value)
 
 
+#: Waits on multiprocessing's locks this long or longer are recorded (seconds).
+WAIT_THRESHOLD = 0.01
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ConfigurationError(
+            "Valid values are a number of seconds, 0 or more (0.05 for 50 ms); "
+            "0 records no wait."
+        )
+    return value
+
+
+def wait_threshold() -> float:
+    """``MPTRACE_WAIT_THRESHOLD``, else 10 ms; 0: no lock wait is recorded."""
+    found = _from_env("MPTRACE_WAIT_THRESHOLD", _seconds)
+    return WAIT_THRESHOLD if found is None else found
+
+
 # configs() takes arguments of the same names as these.
 _exporters_of, _level_of, _stacks_signal_of = exporters, level, stacks_signal
 _stall_timeout_of = stall_timeout
@@ -212,5 +238,6 @@ def configs(
         console=any(s.name == "console" for s in listener_config.exporters),
         stacks_signal=stacks_,
         stall_timeout=_stall_timeout_of(stall_timeout),
+        wait_threshold=wait_threshold(),
     )
     return listener_config, child_config
