@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,9 +80,16 @@ def test_loky_gives_a_task_span_per_call_under_the_calling_span(jsonl, capfd):
         assert workers and any(p.is_alive() for p in workers), "they were waited for"
     finally:
         shut_loky_down()
-    assert "mptrace" not in capfd.readouterr().err
+    err = capfd.readouterr().err
     events = read_jsonl(jsonl)
     tasks = check(events, hex_id(outer), spans=8)
+    # A worker loky was still starting when the block ended (a slow spawn on
+    # a loaded machine) joins a session that is gone and says so on its
+    # stderr; it ran no call. Nothing else speaks.
+    late = set(re.findall(r"process (\d+) writes its records", err))
+    assert not late & {str(t["attributes"]["process.pid"]) for t in tasks}
+    for line in err.splitlines():
+        assert "mptrace" not in line or any(pid in line for pid in late), line
     # loky's workers join once, as its processes, not also as programs of
     # their own; nor does loky's resource tracker.
     names = {(e["pid"], e["process"]) for e in events if e["kind"] == "lifecycle"}
