@@ -32,6 +32,14 @@ import textwrap
 
 from _common import positive_int, print_header, print_targets
 
+#: Setup of a row timed inside a span of the work: ``put`` calls its
+#: argument from a module of the program's, as a program's code does.
+IN_SPAN = (
+    "\nfrom opentelemetry import trace"
+    "\nspan = trace.get_tracer('bench').start_span('work')"
+    "\ntrace.use_span(span).__enter__()"
+    "\ndef put(f, x): f(x)"
+)
 #: name → (setup, statement timed).
 ROWS: dict[str, tuple[str, str]] = {
     "`Lock` `acquire()` + `release()`": ("p = ctx.Lock()", "p.acquire(); p.release()"),
@@ -49,9 +57,18 @@ ROWS: dict[str, tuple[str, str]] = {
     # traffic (a tenth of the operations: each takes microseconds, not ns).
     "`SimpleQueue` `put(1)` + `get()`": ("q = ctx.SimpleQueue()", "q.put(1); q.get()"),
     "`Pipe` `send(1)` + `recv()`": ("a, b = ctx.Pipe()", "a.send(1); b.recv()"),
+    # The same inside a span of the work: each item carries the span's ids.
+    "`SimpleQueue` `put(1)` + `get()` inside a span": (
+        "q = ctx.SimpleQueue()" + IN_SPAN,
+        "put(q.put, 1); q.get()",
+    ),
+    "`Pipe` `send(1)` + `recv()` inside a span": (
+        "a, b = ctx.Pipe()" + IN_SPAN,
+        "put(a.send, 1); b.recv()",
+    ),
 }
-#: Rows that run a tenth of ``--ops``.
-SLOW = {"`SimpleQueue` `put(1)` + `get()`", "`Pipe` `send(1)` + `recv()`"}
+#: Rows that run a tenth of ``--ops``: each takes microseconds, not ns.
+SLOW = {name for name in ROWS if "Queue" in name or "Pipe" in name}
 TARGET = 1.2
 
 #: Run in a fresh interpreter: argv is mode, start method, ops, setup, statement.

@@ -35,6 +35,7 @@ from typing import Any
 
 from mptrace._instrument import engines_dask as _dask
 from mptrace._instrument import engines_joblib as _joblib
+from mptrace._instrument import ipc as _ipc
 from mptrace._instrument import process as _process
 from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._instrument import tasks as _tasks
@@ -63,6 +64,7 @@ def instrument() -> None:
         if _active:
             return
         _active = True
+    _ipc.start()
     # multiprocessing.pool and concurrent.futures are patched when the program
     # imports them (most never import the second), not imported here.
     for module in _REPLACEMENTS:
@@ -95,6 +97,7 @@ def uninstrument() -> None:
             else:
                 setattr(cls, name, original)
         _saved.clear()
+    _ipc.stop()
     for module in _REPLACEMENTS:
         _hooks.forget(module, _patch)
 
@@ -304,11 +307,13 @@ _REPLACEMENTS: dict[str, list[tuple[str, str, Callable[[Any], Any]]]] = {
         ("ProcessPoolExecutor", "map", _executor_map),
     ],
     "multiprocessing.synchronize": _waits.REPLACEMENTS,
+    "multiprocessing.queues": _ipc.QUEUES,
+    "multiprocessing.connection": _ipc.CONNECTIONS,
     "subprocess": _subprocesses.REPLACEMENTS,
     "joblib.parallel": _joblib.REPLACEMENTS,
     "distributed.client": _dask.CLIENT,
     "distributed.worker": _dask.WORKER,
 }
 # multiprocess (pathos's renamed copy of multiprocessing): the same patches.
-for _name in ("process", "pool"):
+for _name in ("process", "pool", "queues", "connection"):
     _REPLACEMENTS[f"multiprocess.{_name}"] = _REPLACEMENTS[f"multiprocessing.{_name}"]

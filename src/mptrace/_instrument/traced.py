@@ -18,6 +18,7 @@ from typing import Any, TypeVar, overload
 
 from opentelemetry.trace import INVALID_SPAN
 
+from mptrace._instrument import ipc as _ipc
 from mptrace._instrument.tracing import (
     end_span,
     get_tracer,
@@ -116,6 +117,9 @@ class _SpanSettings:
         if self.record_args:
             attributes.update(_args_attributes(self.signature, args, kwargs))
         context = parent_context(extra.pop("context", None))
+        arrived = _ipc.take_links()  # items handed to it on a queue or a pipe
+        if arrived:
+            extra["links"] = [*extra.get("links", ()), *arrived]
         return tracer.start_span(
             self.name, context=context, attributes=attributes, **extra
         )

@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from mptrace._instrument import ipc as _ipc
 from mptrace._instrument import resources as _resources
 from mptrace._participant import ambient as _ambient
 from mptrace._participant import participant as _participant
@@ -197,6 +198,7 @@ def _run_task(
     part = _participant.current()
     own = part.process_span_context if part is not None else None
     links = [trace.Link(own, {"mptrace.link": "worker process"})] if own else []
+    links += _ipc.take_links()  # items it was handed on a queue or a pipe
     attributes: dict[str, Any] = {
         "mptrace.span": "task",
         "mptrace.task.items": items,

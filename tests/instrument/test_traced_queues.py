@@ -1,0 +1,104 @@
+"""Traced queues and pipes: a consumer's span links to the producer's span.
+
+A producer process puts items inside an ``@traced`` span; a consumer process
+reads each outside any span of its own and handles it in an ``@traced``
+call: that span has a link to the producer's span, and the item is what
+was put. Under fork, spawn and forkserver.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+
+import pytest
+from conftest import read_jsonl
+from queue_work import (
+    N,
+    pipe_consumer,
+    pipe_producer,
+    queue_consumer,
+    queue_producer,
+)
+
+import mptrace
+from mptrace._instrument import ipc
+
+
+def _links(jsonl):
+    spans = [e for e in read_jsonl(jsonl) if e["kind"] == "span"]
+    (produced,) = [s for s in spans if s["name"].endswith("produce")]
+    handled = [s for s in spans if s["name"].endswith("handle")]
+    return produced, handled
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ("Queue", queue_producer, queue_consumer),
+        ("JoinableQueue", queue_producer, queue_consumer),
+        ("SimpleQueue", queue_producer, queue_consumer),
+        ("Pipe", pipe_producer, pipe_consumer),
+    ],
+    ids=lambda how: how[0],
+)
+def test_the_consumers_spans_link_to_the_producers(start_method, jsonl, how):
+    kind, producer, consumer = how
+    with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+        ctx = multiprocessing.get_context(start_method)  # the stdlib's own
+        if kind == "Pipe":
+            reader, writer = ctx.Pipe(duplex=False)
+            ends = (writer, reader)
+        else:
+            q = getattr(ctx, kind)()
+            ends = (q, q)
+        procs = [
+            ctx.Process(target=producer, args=(ends[0],)),
+            ctx.Process(target=consumer, args=(ends[1],)),
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0]  # the items were as put
+    produced, handled = _links(jsonl)
+    assert len(handled) == N
+    how_it_came = "pipe" if kind == "Pipe" else "queue"
+    for span in handled:
+        assert [(link["span_id"], link["attributes"]) for link in span["links"]
+                if link["attributes"].get("mptrace.link") != "worker process"] == [
+            (produced["span_id"], {"mptrace.link": how_it_came})
+        ]  # fmt: skip
+
+
+class Odd:
+    """An item with a reduce of its own."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self):
+        return (Odd, (self.n,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Odd) and other.n == self.n
+
+
+def _put(obj):
+    """What a queue's put does first (``_carry`` looks two frames up)."""
+    return ipc._carry(obj, "queue")
+
+
+@mptrace.traced
+def _carried(obj):
+    return _put(obj)
+
+
+def test_an_item_comes_out_as_it_went_in(jsonl):
+    with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+        for obj in (None, Odd(3), b"y" * 100_000, {"k": [1, 2]}, 7):
+            wrapped = _carried(obj)
+            assert type(wrapped) is ipc.Carried  # inside a span: carried
+            assert pickle.loads(pickle.dumps(wrapped)) == obj
+            # Outside any span of the work (the run's span is current): as is.
+            assert _put(obj) is obj
