@@ -37,7 +37,8 @@ from _common import positive_int, print_header, print_targets
 IN_SPAN = (
     "\nfrom opentelemetry import trace"
     "\nspan = trace.get_tracer('bench').start_span('work')"
-    "\ntrace.use_span(span).__enter__()"
+    "\nfrom opentelemetry import context"
+    "\ntoken = context.attach(trace.set_span_in_context(span))"
     "\ndef put(f, x): f(x)"
 )
 #: name → (setup, statement timed).
