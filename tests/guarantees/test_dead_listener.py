@@ -94,6 +94,12 @@ class TestListenerKilled:
 
 @pytest.mark.usefixtures("no_restart")
 class TestLossIsCounted:
+    @pytest.fixture(autouse=True)
+    def _no_lock_waits(self, monkeypatch):
+        """The child's wait on the test's Event would be a record of its own
+        (a ``lock wait`` span); these tests count the records exactly."""
+        monkeypatch.setenv("MPTRACE_WAIT_THRESHOLD", "0")
+
     def _kill_while_unread(self, start_method, exporters, tmp_path):
         """The listener stops reading, the child writes 100 records, the
         listener is SIGKILLed, the child logs once more: (child, its stderr)."""
