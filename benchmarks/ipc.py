@@ -58,13 +58,18 @@ ROWS: dict[str, tuple[str, str]] = {
     # traffic (a tenth of the operations: each takes microseconds, not ns).
     "`SimpleQueue` `put(1)` + `get()`": ("q = ctx.SimpleQueue()", "q.put(1); q.get()"),
     "`Pipe` `send(1)` + `recv()`": ("a, b = ctx.Pipe()", "a.send(1); b.recv()"),
-    # The same inside a span of the work: each item carries the span's ids.
-    "`SimpleQueue` `put(1)` + `get()` inside a span": (
-        "q = ctx.SimpleQueue()" + IN_SPAN,
+    # With MPTRACE_TRACE_IPC=1 (a row whose setup says TRACE_IPC): outside a
+    # span items go as they are; inside one each carries the span's ids.
+    "`SimpleQueue` `put(1)` + `get()`, traced IPC, outside a span": (
+        "q = ctx.SimpleQueue()  # TRACE_IPC\ndef put(f, x): f(x)",
         "put(q.put, 1); q.get()",
     ),
-    "`Pipe` `send(1)` + `recv()` inside a span": (
-        "a, b = ctx.Pipe()" + IN_SPAN,
+    "`SimpleQueue` `put(1)` + `get()`, traced IPC, inside a span": (
+        "q = ctx.SimpleQueue()  # TRACE_IPC" + IN_SPAN,
+        "put(q.put, 1); q.get()",
+    ),
+    "`Pipe` `send(1)` + `recv()`, traced IPC, inside a span": (
+        "a, b = ctx.Pipe()  # TRACE_IPC" + IN_SPAN,
         "put(a.send, 1); b.recv()",
     ),
 }
@@ -78,6 +83,8 @@ CHILD = textwrap.dedent(
     import multiprocessing, os, sys, tempfile, time
     mode, method, ops, setup, statement = sys.argv[1:6]
     ops = int(ops)
+    if mode == "mptrace" and "TRACE_IPC" in setup:
+        os.environ["MPTRACE_TRACE_IPC"] = "1"
     if mode == "mptrace":
         import mptrace
         folder = tempfile.mkdtemp()

@@ -1,5 +1,7 @@
 """Traced queues and pipes: a consumer's span links to the producer's span.
 
+On with ``MPTRACE_TRACE_IPC=1`` (off by default, for its cost).
+
 A producer process puts items inside an ``@traced`` span; a consumer process
 reads each outside any span of its own and handles it in an ``@traced``
 call: that span has a link to the producer's span, and the item is what
@@ -23,6 +25,12 @@ from queue_work import (
 
 import mptrace
 from mptrace._instrument import ipc
+from mptrace.exceptions import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def _traced_ipc(monkeypatch):
+    monkeypatch.setenv("MPTRACE_TRACE_IPC", "1")
 
 
 def _links(jsonl):
@@ -102,3 +110,23 @@ def test_an_item_comes_out_as_it_went_in(jsonl):
             assert pickle.loads(pickle.dumps(wrapped)) == obj
             # Outside any span of the work (the run's span is current): as is.
             assert _put(obj) is obj
+
+
+def test_off_by_default_nothing_is_replaced(monkeypatch, jsonl):
+    """Without MPTRACE_TRACE_IPC the queues and pipes are the stdlib's own."""
+    import multiprocessing.connection
+    import multiprocessing.queues
+
+    monkeypatch.delenv("MPTRACE_TRACE_IPC")
+    plain = (multiprocessing.queues.Queue.put, multiprocessing.queues.SimpleQueue.put)
+    send = multiprocessing.connection._ConnectionBase.send
+    with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+        now = (multiprocessing.queues.Queue.put, multiprocessing.queues.SimpleQueue.put)
+        assert now == plain
+        assert multiprocessing.connection._ConnectionBase.send is send
+
+
+def test_a_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv("MPTRACE_TRACE_IPC", "maybe")
+    with pytest.raises(ConfigurationError, match="MPTRACE_TRACE_IPC"):
+        mptrace.init(exporters=["memory"])

@@ -23,6 +23,7 @@ only what the program's own code puts is carried.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -33,6 +34,17 @@ from opentelemetry.trace import SpanContext, TraceFlags
 
 from mptrace._participant import carried as _carried
 from mptrace._participant import participant as _participant
+
+#: The modules whose classes this replaces, under ``multiprocessing`` or
+#: ``multiprocess``: only when ``MPTRACE_TRACE_IPC`` is on.
+MODULES = (".queues", ".connection")
+
+
+def wanted() -> bool:
+    """``MPTRACE_TRACE_IPC`` is on (``_session.env`` checks its value)."""
+    value = os.environ.get("MPTRACE_TRACE_IPC", "").strip().lower()
+    return value in ("1", "true", "yes", "on")
+
 
 #: Links that wait, per thread, for the next span mptrace starts there.
 PENDING = 32

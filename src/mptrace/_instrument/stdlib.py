@@ -64,10 +64,14 @@ def instrument() -> None:
         if _active:
             return
         _active = True
-    _ipc.start()
+    traced_ipc = _ipc.wanted()
+    if traced_ipc:
+        _ipc.start()
     # multiprocessing.pool and concurrent.futures are patched when the program
     # imports them (most never import the second), not imported here.
     for module in _REPLACEMENTS:
+        if module.endswith(_ipc.MODULES) and not traced_ipc:
+            continue
         _hooks.when_imported(module, _patch)
 
 

@@ -18,7 +18,9 @@ variable                  value                                   default
 ========================  ======================================  ===========
 
 ``MPTRACE_WAIT_THRESHOLD`` (seconds, default 0.01; 0: none) is the shortest
-wait on a multiprocessing lock that is recorded; it has no argument.
+wait on a multiprocessing lock that is recorded; ``MPTRACE_TRACE_IPC``
+(``1``/``true`` or ``0``/``false``, default off) makes queue and pipe items
+carry the producer's span (``_instrument.ipc``). Neither has an argument.
 """
 
 from __future__ import annotations
@@ -224,6 +226,8 @@ def configs(
         stacks_signal=stacks_,
         run_id=str(uuid.uuid4()),
     )
+    # Read by ``_instrument.ipc`` in every process; a bad value fails here.
+    _from_env("MPTRACE_TRACE_IPC", _flag)
     child_config = ChildConfig(
         address="",
         authkey=secrets.token_bytes(32),
