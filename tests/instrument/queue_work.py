@@ -36,3 +36,16 @@ def pipe_producer(conn) -> None:
 def pipe_consumer(conn) -> None:
     while (item := conn.recv()) is not None:
         handle(item)
+
+
+@mptrace.traced
+def consume_all(q) -> int:
+    """Read every item inside this one span: one link to the producer's."""
+    count = 0
+    while q.get() is not None:
+        count += 1
+    return count
+
+
+def batch_consumer(q) -> None:
+    assert consume_all(q) == N

@@ -17,6 +17,7 @@ import pytest
 from conftest import read_jsonl
 from queue_work import (
     N,
+    batch_consumer,
     pipe_consumer,
     pipe_producer,
     queue_consumer,
@@ -130,3 +131,54 @@ def test_a_bad_value_names_the_variable(monkeypatch):
     monkeypatch.setenv("MPTRACE_TRACE_IPC", "maybe")
     with pytest.raises(ConfigurationError, match="MPTRACE_TRACE_IPC"):
         mptrace.init(exporters=["memory"])
+
+
+def _noop() -> None:
+    pass
+
+
+def test_a_forkserver_started_before_the_switch_still_carries(monkeypatch, jsonl):
+    """The switch travels with each child's config: a forkserver started
+    without the variable (its children get its environment) still carries."""
+    monkeypatch.delenv("MPTRACE_TRACE_IPC")
+    ctx = multiprocessing.get_context("forkserver")
+    p = ctx.Process(target=_noop)
+    p.start()  # the server starts now, without the variable
+    p.join(60)
+    monkeypatch.setenv("MPTRACE_TRACE_IPC", "1")
+    with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+        q = ctx.SimpleQueue()
+        procs = [
+            ctx.Process(target=queue_producer, args=(q,)),
+            ctx.Process(target=queue_consumer, args=(q,)),
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0]
+    produced, handled = _links(jsonl)
+    assert len(handled) == N
+    assert all(produced["span_id"] in [link["span_id"] for link in span["links"]]
+               for span in handled)  # fmt: skip
+
+
+def test_a_span_that_reads_many_items_of_one_span_links_to_it_once(start_method, jsonl):
+    with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+        ctx = multiprocessing.get_context(start_method)
+        q = ctx.Queue()
+        procs = [
+            ctx.Process(target=queue_producer, args=(q,)),
+            ctx.Process(target=batch_consumer, args=(q,)),
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0]
+    spans = [e for e in read_jsonl(jsonl) if e["kind"] == "span"]
+    (produced,) = [s for s in spans if s["name"].endswith("produce")]
+    (batch,) = [s for s in spans if s["name"].endswith("consume_all")]
+    assert [(link["span_id"], link["attributes"]) for link in batch["links"]] == [
+        (produced["span_id"], {"mptrace.link": "queue"})
+    ]

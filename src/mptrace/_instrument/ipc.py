@@ -36,14 +36,9 @@ from mptrace._participant import carried as _carried
 from mptrace._participant import participant as _participant
 
 #: The modules whose classes this replaces, under ``multiprocessing`` or
-#: ``multiprocess``: only when ``MPTRACE_TRACE_IPC`` is on.
+#: ``multiprocess``: only when the session's ``trace_ipc`` is on
+#: (``MPTRACE_TRACE_IPC``), from ``_instrument.stdlib.trace_ipc()``.
 MODULES = (".queues", ".connection")
-
-
-def wanted() -> bool:
-    """``MPTRACE_TRACE_IPC`` is on (``_session.env`` checks its value)."""
-    value = os.environ.get("MPTRACE_TRACE_IPC", "").strip().lower()
-    return value in ("1", "true", "yes", "on")
 
 
 #: Links that wait, per thread, for the next span mptrace starts there.
@@ -60,44 +55,95 @@ _MACHINERY = (
 #: Spans that are not the work on an item: it waits for the next span.
 _OUTER = frozenset({"run", "process"})
 
-_local = threading.local()
 _get_current_span = trace.get_current_span
 _getframe = sys._getframe
 Carried = _carried.Carried
 
 
-def _carry(obj: Any, kind: str) -> Any:
-    """*obj*, carrying the current span if it is a span of the work (a task,
-    an ``@traced`` call, a span of the program's: not the run's or a
-    process's, which say nothing about an item) and the program (not the
-    machinery, two frames up) sent it. Anything else goes as it came: an
-    item put outside such a span costs one look at the current span."""
-    span = _get_current_span()
-    if not span.is_recording() or type(obj) is Carried:
-        return obj  # no span, or a child's process span (its parent's)
+class _Seen(threading.local):
+    """What this thread last worked out, kept while the current span stays
+    the same: most items are put and read in runs under one span."""
+
+    def __init__(self) -> None:
+        #: The span current at the last put, and what an item put in it
+        #: carries: (trace_id, span_id, flags), or None (it goes as it came).
+        self.put_span: Any = None
+        self.put_ids: tuple[int, int, int] | None = None
+        #: The span current at the last read; whether it is a span of the
+        #: work; the senders' spans it already links to.
+        self.read_span: Any = None
+        self.read_work = False
+        self.linked: set[tuple[int, int]] = set()
+        #: Links that wait for the next span mptrace starts in this thread.
+        self.pending: list[tuple[int, int, int, str]] = []
+
+
+_seen = _Seen()
+
+
+def _forget() -> None:
+    """What the parent saw is not the child's: a forked child, or a new session."""
+    global _seen
+    _seen = _Seen()
+
+
+os.register_at_fork(after_in_child=_forget)
+
+
+def _ids(span: Any) -> tuple[int, int, int] | None:
+    """What an item put in *span* carries: its ids if it is a recording span
+    of the work (a task, an ``@traced`` call, a span of the program's; not
+    the run's or a process's, which say nothing about an item)."""
+    if not span.is_recording():
+        return None  # no span, or a child's process span (its parent's)
     if (getattr(span, "attributes", None) or {}).get("mptrace.span") in _OUTER:
-        return obj
+        return None
     part = _participant._current
     if part is None or not part.config.tracing:
+        return None
+    ctx = span.get_span_context()
+    return ctx.trace_id, ctx.span_id, int(ctx.trace_flags)
+
+
+def _carry(obj: Any, kind: str) -> Any:
+    """*obj*, carrying the current span's ids if it is a span of the work and
+    the program (not the machinery, two frames up) sent it. Anything else
+    goes as it came: an item put outside such a span costs one look at the
+    current span."""
+    seen = _seen
+    span = _get_current_span()
+    if span is not seen.put_span:
+        seen.put_ids = _ids(span)
+        seen.put_span = span
+    ids = seen.put_ids
+    if ids is None or type(obj) is Carried:
         return obj
     caller = _getframe(2).f_globals.get("__name__") or ""
     if caller.startswith(_MACHINERY):
         return obj
-    ctx = span.get_span_context()
-    return Carried(obj, ctx.trace_id, ctx.span_id, ctx.trace_flags, kind)
+    return Carried(obj, ids[0], ids[1], ids[2], kind)
 
 
 def _arrival(trace_id: int, span_id: int, flags: int, kind: str) -> None:
+    """An item sent in span *span_id* was read: the reader's span of the
+    work links to it, once however many items of that span it reads."""
     if _participant._current is None:
         return
+    seen = _seen
     span = _get_current_span()
-    if span.is_recording():
-        role = (getattr(span, "attributes", None) or {}).get("mptrace.span")
-        if role not in _OUTER:
+    if span is not seen.read_span:
+        seen.read_span = span
+        seen.read_work = span.is_recording() and (
+            (getattr(span, "attributes", None) or {}).get("mptrace.span") not in _OUTER
+        )
+        seen.linked = set()
+    if seen.read_work:
+        if (trace_id, span_id) not in seen.linked:
+            seen.linked.add((trace_id, span_id))
             span.add_link(*_link(trace_id, span_id, flags, kind))
-            return
+        return
     # Kept as plain values: most are never made into links (PENDING).
-    pending = _local.__dict__.setdefault("pending", [])
+    pending = seen.pending
     if len(pending) >= PENDING:
         del pending[0]
     pending.append((trace_id, span_id, flags, kind))
@@ -111,11 +157,12 @@ def _link(trace_id: int, span_id: int, flags: int, kind: str) -> tuple[Any, Any]
 
 def take_links() -> list[Any]:
     """The links waiting in this thread for the span about to start."""
-    pending = _local.__dict__.get("pending")
+    pending = _seen.pending
     if not pending:
         return []
-    _local.pending = []
-    return [trace.Link(*_link(*ids)) for ids in pending]
+    _seen.pending = []
+    unique = dict.fromkeys(pending)  # one link a sender's span, in order
+    return [trace.Link(*_link(*ids)) for ids in unique]
 
 
 def start() -> None:
@@ -125,6 +172,7 @@ def start() -> None:
 
 def stop() -> None:
     _carried.hook = None
+    _forget()
 
 
 # -- the replacements --------------------------------------------------------------

@@ -104,9 +104,16 @@ def on_bootstrap(
     return code
 
 
+#: Set by ``_instrument.stdlib`` (which imports this module): traces queues
+#: and pipes in a child whose config says so, once it has joined.
+trace_ipc: Callable[[], None] | None = None
+
+
 def _join_session(process: Any, config: ChildConfig) -> None:
     try:
         part = _participant.join(config, getattr(process, "_parent_pid", None))
+        if config.trace_ipc and trace_ipc is not None:
+            trace_ipc()
         if config.tracing:
             _lifecycle.child_running(process, part)
             # A program this child starts (subprocess, os.exec*) joins its trace.

@@ -85,6 +85,8 @@ def join() -> bool:
         _joined[:] = [part]
         if instrument:
             _stdlib.instrument()
+            if config.trace_ipc:
+                _stdlib.trace_ipc()
         if config.tracing:
             carrier = _root.carrier_from_env()
             part.process_span_context = _tracing.span_context_of(carrier)

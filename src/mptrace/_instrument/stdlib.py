@@ -50,29 +50,51 @@ _lock = threading.Lock()
 _saved: dict[tuple[type, str], Any] = {}
 _INHERITED = object()
 _active = False
+#: Queues and pipes are patched too (trace_ipc()).
+_ipc_on = False
 
 
-def instrument() -> None:
+def instrument(ipc: bool = False) -> None:
     """Make the stdlib's processes, pools and executors participate. Idempotent.
 
     ``mptrace.init()`` calls it unless given ``instrument=False``; a process
     started in a session then joins it, and with tracing on its pool and
-    executor tasks are spans, exactly as with mptrace's drop-ins.
+    executor tasks are spans, exactly as with mptrace's drop-ins. *ipc*:
+    queues and pipes too (:func:`trace_ipc`).
     """
     global _active
     with _lock:
         if _active:
+            if ipc:
+                trace_ipc()
             return
         _active = True
-    traced_ipc = _ipc.wanted()
-    if traced_ipc:
-        _ipc.start()
     # multiprocessing.pool and concurrent.futures are patched when the program
     # imports them (most never import the second), not imported here.
     for module in _REPLACEMENTS:
-        if module.endswith(_ipc.MODULES) and not traced_ipc:
-            continue
-        _hooks.when_imported(module, _patch)
+        if not module.endswith(_ipc.MODULES):  # those: trace_ipc()
+            _hooks.when_imported(module, _patch)
+    if ipc:
+        trace_ipc()
+
+
+def trace_ipc() -> None:
+    """Make queue and pipe items carry their sender's span too: called where
+    the session's config says so (``MPTRACE_TRACE_IPC``), once this process
+    has it: the owner at init(), a child once it has joined. Idempotent;
+    nothing while the stdlib is not instrumented."""
+    global _ipc_on
+    with _lock:
+        if not _active or _ipc_on:
+            return
+        _ipc_on = True
+    _ipc.start()
+    for module in _REPLACEMENTS:
+        if module.endswith(_ipc.MODULES):
+            _hooks.when_imported(module, _patch)
+
+
+_process.trace_ipc = trace_ipc
 
 
 def _patch(module: ModuleType) -> None:
@@ -92,9 +114,9 @@ def _patch(module: ModuleType) -> None:
 
 def uninstrument() -> None:
     """Put back every method :func:`instrument` replaced. Idempotent."""
-    global _active
+    global _active, _ipc_on
     with _lock:
-        _active = False
+        _active = _ipc_on = False
         for (cls, name), original in _saved.items():
             if original is _INHERITED:
                 delattr(cls, name)

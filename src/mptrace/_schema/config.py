@@ -56,6 +56,8 @@ class ChildConfig:
     #: Waits on a multiprocessing lock this long (seconds) or longer are
     #: recorded (``_instrument.waits``); 0 records none.
     wait_threshold: float = 0.01
+    #: Queue and pipe items carry the sender's span (``_instrument.ipc``).
+    trace_ipc: bool = False
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

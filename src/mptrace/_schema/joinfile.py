@@ -63,6 +63,7 @@ def write(path: str, config: ChildConfig, instrument: bool) -> None:
         "sample_interval": config.sample_interval,
         "console": config.console,
         "wait_threshold": config.wait_threshold,
+        "trace_ipc": config.trace_ipc,
         "instrument": instrument,
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -95,6 +96,7 @@ def read(path: str) -> tuple[ChildConfig, bool] | None:
             sample_interval=float(data["sample_interval"]),
             console=bool(data["console"]),
             wait_threshold=float(data.get("wait_threshold", 0.01)),
+            trace_ipc=bool(data.get("trace_ipc", False)),
         )
         return config, bool(data.get("instrument", True))
     except (OSError, ValueError, KeyError, TypeError):

@@ -226,8 +226,6 @@ def configs(
         stacks_signal=stacks_,
         run_id=str(uuid.uuid4()),
     )
-    # Read by ``_instrument.ipc`` in every process; a bad value fails here.
-    _from_env("MPTRACE_TRACE_IPC", _flag)
     child_config = ChildConfig(
         address="",
         authkey=secrets.token_bytes(32),
@@ -243,5 +241,6 @@ def configs(
         stacks_signal=stacks_,
         stall_timeout=_stall_timeout_of(stall_timeout),
         wait_threshold=wait_threshold(),
+        trace_ipc=bool(_from_env("MPTRACE_TRACE_IPC", _flag)),
     )
     return listener_config, child_config

@@ -377,7 +377,7 @@ def init(
             raise
         _session = session
     if instrument_ and not _instrument.instrumented():
-        _instrument.instrument()
+        _instrument.instrument(ipc=session.child_config.trace_ipc)
         session.instrumented = True
     if subprocesses_:
         session.reach = _reach.carry(folder, session.child_config, instrument_)
