@@ -33,6 +33,7 @@ from opentelemetry import trace
 from mptrace._instrument import tasks as _tasks
 from mptrace._instrument import tracing as _tracing
 from mptrace._instrument.tracing import qualname
+from mptrace._participant import frames as _frames
 
 
 class TracedBatch:
@@ -53,7 +54,13 @@ class TracedBatch:
 
     def __call__(self) -> Any:
         name = f"task {self.function}"
-        return _tracing._run_task(self._run, (), self.carrier, name, len(self.batch))
+        try:
+            return _tracing._run_task(
+                self._run, (), self.carrier, name, len(self.batch)
+            )
+        except BaseException as exc:  # the batch's: joblib reports it
+            _frames.hide(exc)
+            raise
 
     def _run(self) -> Any:
         trace.get_current_span().set_attribute("code.function.name", self.function)

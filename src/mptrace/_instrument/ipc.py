@@ -33,6 +33,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from mptrace._participant import carried as _carried
+from mptrace._participant import frames as _frames
 from mptrace._participant import participant as _participant
 
 #: The modules whose classes this replaces, under ``multiprocessing`` or
@@ -180,21 +181,33 @@ def stop() -> None:
 
 def _queue_put(original: Callable[..., Any]) -> Callable[..., Any]:
     def put(self: Any, obj: Any, block: bool = True, timeout: Any = None) -> Any:
-        return original(self, _carry(obj, "queue"), block, timeout)
+        try:
+            return original(self, _carry(obj, "queue"), block, timeout)
+        except BaseException as exc:  # a full queue's Ctrl-C: the program's
+            _frames.hide(exc)
+            raise
 
     return put
 
 
 def _simple_put(original: Callable[..., Any]) -> Callable[..., Any]:
     def put(self: Any, obj: Any) -> Any:
-        return original(self, _carry(obj, "queue"))
+        try:
+            return original(self, _carry(obj, "queue"))
+        except BaseException as exc:
+            _frames.hide(exc)
+            raise
 
     return put
 
 
 def _send(original: Callable[..., Any]) -> Callable[..., Any]:
     def send(self: Any, obj: Any) -> Any:
-        return original(self, _carry(obj, "pipe"))
+        try:
+            return original(self, _carry(obj, "pipe"))
+        except BaseException as exc:
+            _frames.hide(exc)
+            raise
 
     return send
 

@@ -41,6 +41,7 @@ from mptrace._instrument import subprocesses as _subprocesses
 from mptrace._instrument import tasks as _tasks
 from mptrace._instrument import waits as _waits
 from mptrace._instrument.process import _Participating
+from mptrace._participant import frames as _frames
 from mptrace._participant import hooks as _hooks
 from mptrace._participant import participant as _participant
 
@@ -97,6 +98,12 @@ def trace_ipc() -> None:
 _process.trace_ipc = trace_ipc
 
 
+#: Modules whose replacements take mptrace's frames out of the program's
+#: tracebacks themselves, with no call around them: they run on every lock
+#: and every item. The others go through ``_frames.hiding``.
+_HIDE_THEIR_OWN = (".synchronize", *_ipc.MODULES)
+
+
 def _patch(module: ModuleType) -> None:
     with _lock:
         if not _active:
@@ -109,7 +116,10 @@ def _patch(module: ModuleType) -> None:
             _saved[(cls, name)] = original
             if original is _INHERITED:
                 original = getattr(cls, name)
-            setattr(cls, name, functools.wraps(original)(make(original)))
+            replacement = make(original)
+            if not module.__name__.endswith(_HIDE_THEIR_OWN):
+                replacement = _frames.hiding(replacement)
+            setattr(cls, name, functools.wraps(original)(replacement))
 
 
 def uninstrument() -> None:

@@ -33,6 +33,7 @@ from mptrace._instrument import stall as _stall
 from mptrace._instrument import tracing as _tracing
 from mptrace._instrument.lifecycle import state_of
 from mptrace._instrument.tracing import end_span, qualname, session_tracer
+from mptrace._participant import frames as _frames
 
 
 class _SpanEnd:
@@ -85,10 +86,12 @@ class _EndingIterator:
         except StopIteration:
             self._end(None)
             raise
-        except multiprocessing.TimeoutError:
+        except multiprocessing.TimeoutError as exc:
+            _frames.hide(exc)
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # the task's, or Ctrl-C while it waits
             self._end(exc)
+            _frames.hide(exc)
             raise
 
     __next__ = next

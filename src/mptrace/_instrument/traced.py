@@ -27,6 +27,7 @@ from mptrace._instrument.tracing import (
     run_in_span,
     step_in_span,
 )
+from mptrace._participant import frames as _frames
 from mptrace._participant.plain import safe_repr, safe_str
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,10 +129,15 @@ class _SpanSettings:
 def _wrap_sync(func: Callable[..., Any], settings: _SpanSettings) -> Callable[..., Any]:
     @functools.wraps(func)
     def traced_call(*args: Any, **kwargs: Any) -> Any:
-        tracer = get_tracer()
-        if tracer is None:
-            return func(*args, **kwargs)
-        return run_in_span(settings.start(tracer, args, kwargs), func, *args, **kwargs)
+        try:
+            tracer = get_tracer()
+            if tracer is None:
+                return func(*args, **kwargs)
+            span = settings.start(tracer, args, kwargs)
+            return run_in_span(span, func, *args, **kwargs)
+        except BaseException as exc:  # the function's: raised as if called bare
+            _frames.hide(exc)
+            raise
 
     return traced_call
 

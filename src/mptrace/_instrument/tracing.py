@@ -29,6 +29,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from mptrace._instrument import ipc as _ipc
 from mptrace._instrument import resources as _resources
 from mptrace._participant import ambient as _ambient
+from mptrace._participant import frames as _frames
 from mptrace._participant import participant as _participant
 from mptrace._participant.plain import exception_dict
 from mptrace._participant.stream import write_stderr
@@ -166,6 +167,7 @@ def run_in_span(span: Any, func: Callable[..., Any], *args: Any, **kwargs: Any) 
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:
+        _frames.hide(exc)  # the span's stack trace starts at the program's
         end_span(span, exc)
         raise
     finally:
@@ -219,7 +221,8 @@ def _measured(span: Any, name: str, func: Callable[..., Any], *args: Any) -> Any
     try:
         return func(*args)
     except Exception as exc:  # logged inside the task's span
-        _task_log.error("%s raised %s", name, type(exc).__name__, exc_info=True)
+        _frames.hide(exc)  # its traceback starts at the program's function
+        _task_log.error("%s raised %s", name, type(exc).__name__, exc_info=exc)
         raise
     finally:
         _resources.put(span, cpu, rss)
@@ -253,7 +256,11 @@ class TaskCall:
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         # self positional-only: the function's own ``self=`` is its keyword.
         call = self.func if not kwargs else _with_kwargs(self.func, kwargs)
-        return _run_task(call, args, self.carrier, self.name, 1, self.of)
+        try:
+            return _run_task(call, args, self.carrier, self.name, 1, self.of)
+        except BaseException as exc:  # the task's: the pool reports it
+            _frames.hide(exc)
+            raise
 
 
 def _with_kwargs(
@@ -291,7 +298,13 @@ class ChunkCall:
     def __call__(self, args: tuple[Any, Any]) -> Any:
         chunk = args[1]
         items = len(chunk) if hasattr(chunk, "__len__") else 1
-        return _run_task(self.mapper, (args,), self.carrier, self.name, items, self.of)
+        try:
+            return _run_task(
+                self.mapper, (args,), self.carrier, self.name, items, self.of
+            )
+        except BaseException as exc:  # the task's: the pool reports it
+            _frames.hide(exc)
+            raise
 
 
 def qualname(func: Any) -> str:

@@ -45,6 +45,7 @@ from typing import Any
 from opentelemetry import trace
 
 from mptrace._instrument import tracing as _tracing
+from mptrace._participant import frames as _frames
 from mptrace._participant import participant as _participant
 
 EVENT = "lock wait"
@@ -186,10 +187,14 @@ def _enter(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
         semlock = self._semlock
         if semlock.acquire(False):
             return True
-        where = getattr(self, WHERE, None)
-        if where is None:
-            return semlock.__enter__()
-        return _blocked(semlock, where, True, None)
+        try:
+            where = getattr(self, WHERE, None)
+            if where is None:
+                return semlock.__enter__()
+            return _blocked(semlock, where, True, None)
+        except BaseException as exc:  # Ctrl-C while it blocks: the program's
+            _frames.hide(exc)
+            raise
 
     return __enter__
 
@@ -241,7 +246,11 @@ def _waiting(
             except Exception:
                 threshold = 0
             if not threshold:
-                return original(self, *args, **kwargs)
+                try:
+                    return original(self, *args, **kwargs)
+                except BaseException as exc:
+                    _frames.hide(exc)
+                    raise
             wall, start = time.time_ns(), _monotonic_ns()
             _nested.busy = True
             outcome = "raised"
@@ -249,8 +258,10 @@ def _waiting(
                 result = original(self, *args, **kwargs)
                 outcome = outcome_of(result)
                 return result
-            except threading.BrokenBarrierError:
-                outcome = "broken"
+            except BaseException as exc:  # Ctrl-C, a broken barrier, a bad call
+                if isinstance(exc, threading.BrokenBarrierError):
+                    outcome = "broken"
+                _frames.hide(exc)
                 raise
             finally:
                 _nested.busy = False

@@ -25,14 +25,12 @@ import sys
 import types
 from typing import Any, NoReturn
 
+from mptrace._participant import frames as _frames
 from mptrace._session.session import init
 
 _log = logging.getLogger("mptrace.run")
 #: Frames of the runner, not of the program: left out of its traceback.
 _OURS = frozenset({os.path.abspath(__file__), os.path.abspath(runpy.__file__)})
-#: mptrace's package: its frames between the program's are pass-throughs
-#: (``Process.join`` instrumented), left out too.
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def service_name_of(target: str, module: bool) -> str:
@@ -109,7 +107,10 @@ def _report(exc: BaseException) -> None:
 
 
 def _strip_chain(exc: BaseException) -> None:
-    """Take mptrace's frames out of *exc* and the exceptions it chains."""
+    """Take mptrace's frames out of *exc* and the exceptions it chains, unless
+    the exception came from them (a bug of ours, whose frames say where). A
+    ``KeyboardInterrupt`` that lands while mptrace waits on the program's
+    behalf (in a ``join()``) is the program's: its frames go too."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -117,32 +118,8 @@ def _strip_chain(exc: BaseException) -> None:
         if one is None or id(one) in seen:
             continue
         seen.add(id(one))
-        one.__traceback__ = _without_ours(one.__traceback__, one)
+        one.__traceback__ = _frames.without_ours(one.__traceback__, one, _OURS)
         todo += [one.__cause__, one.__context__]
-
-
-def _without_ours(
-    tb: types.TracebackType | None, exc: BaseException
-) -> types.TracebackType | None:
-    """*tb* less mptrace's frames, unless the exception came from them (a bug
-    of ours, whose frames say where). A ``KeyboardInterrupt`` that lands
-    while mptrace waits on the program's behalf (in a ``join()``) is the
-    program's: its frames go too."""
-    frames = []
-    while tb is not None:
-        frames.append(tb)
-        tb = tb.tb_next
-    if not frames or (_ours(frames[-1]) and isinstance(exc, Exception)):
-        return frames[0] if frames else None
-    kept = [f for f in frames if not _ours(f)]
-    for one, after in zip(kept, [*kept[1:], None], strict=True):
-        one.tb_next = after
-    return kept[0] if kept else None
-
-
-def _ours(tb: types.TracebackType) -> bool:
-    path = os.path.abspath(tb.tb_frame.f_code.co_filename)
-    return path in _OURS or path.startswith(_PACKAGE)
 
 
 def _die_of_sigint() -> NoReturn:
