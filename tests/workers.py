@@ -869,10 +869,15 @@ def chatter(marked: object, stop: object) -> None:
 def log_with_marks(n: int, tag: str, marks: list, err_path: str, killed) -> None:
     """Log *n* numbered records as fast as possible; set ``marks[k]`` at
     record ``n * (k + 1) // 4``, a quarter in, then half way, ...; exit
-    only once *killed* is set: the listener died while this process lived."""
+    only once *killed* is set: the listener died while this process lived.
+    The last 100 records wait for it too: however fast this process is, some
+    are written after the last kill."""
     stderr_to(err_path)
     at = {n * (k + 1) // 4: mark for k, mark in enumerate(marks)}
+    tail = max(n - 100, max(at, default=0) + 1)
     for i in range(n):
+        if i == tail:
+            killed.wait(120)
         log.info("fast", extra={"i": i, "tag": tag})
         mark = at.get(i)
         if mark is not None:
