@@ -34,6 +34,20 @@ def _traced_ipc(monkeypatch):
     monkeypatch.setenv("MPTRACE_TRACE_IPC", "1")
 
 
+def _both(ctx, producer, consumer, end, other_end=None):
+    """A producer process and a consumer process on *end* (and *other_end*,
+    a pipe's): both exit 0 (the consumer checks each item is as put)."""
+    procs = [
+        ctx.Process(target=producer, args=(end,)),
+        ctx.Process(target=consumer, args=(end if other_end is None else other_end,)),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+
+
 def _links(jsonl):
     spans = [e for e in read_jsonl(jsonl) if e["kind"] == "span"]
     (produced,) = [s for s in spans if s["name"].endswith("produce")]
@@ -61,15 +75,7 @@ def test_the_consumers_spans_link_to_the_producers(start_method, jsonl, how):
         else:
             q = getattr(ctx, kind)()
             ends = (q, q)
-        procs = [
-            ctx.Process(target=producer, args=(ends[0],)),
-            ctx.Process(target=consumer, args=(ends[1],)),
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [p.exitcode for p in procs] == [0, 0]  # the items were as put
+        _both(ctx, producer, consumer, *ends)  # the items were as put
     produced, handled = _links(jsonl)
     assert len(handled) == N
     how_it_came = "pipe" if kind == "Pipe" else "queue"
@@ -147,16 +153,7 @@ def test_a_forkserver_started_before_the_switch_still_carries(monkeypatch, jsonl
     p.join(60)
     monkeypatch.setenv("MPTRACE_TRACE_IPC", "1")
     with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
-        q = ctx.SimpleQueue()
-        procs = [
-            ctx.Process(target=queue_producer, args=(q,)),
-            ctx.Process(target=queue_consumer, args=(q,)),
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [p.exitcode for p in procs] == [0, 0]
+        _both(ctx, queue_producer, queue_consumer, ctx.SimpleQueue())
     produced, handled = _links(jsonl)
     assert len(handled) == N
     assert all(produced["span_id"] in [link["span_id"] for link in span["links"]]
@@ -166,16 +163,7 @@ def test_a_forkserver_started_before_the_switch_still_carries(monkeypatch, jsonl
 def test_a_span_that_reads_many_items_of_one_span_links_to_it_once(start_method, jsonl):
     with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
         ctx = multiprocessing.get_context(start_method)
-        q = ctx.Queue()
-        procs = [
-            ctx.Process(target=queue_producer, args=(q,)),
-            ctx.Process(target=batch_consumer, args=(q,)),
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [p.exitcode for p in procs] == [0, 0]
+        _both(ctx, queue_producer, batch_consumer, ctx.Queue())
     spans = [e for e in read_jsonl(jsonl) if e["kind"] == "span"]
     (produced,) = [s for s in spans if s["name"].endswith("produce")]
     (batch,) = [s for s in spans if s["name"].endswith("consume_all")]

@@ -179,45 +179,29 @@ def stop() -> None:
 # -- the replacements --------------------------------------------------------------
 
 
-def _queue_put(original: Callable[..., Any]) -> Callable[..., Any]:
-    def put(self: Any, obj: Any, block: bool = True, timeout: Any = None) -> Any:
-        try:
-            return original(self, _carry(obj, "queue"), block, timeout)
-        except BaseException as exc:  # a full queue's Ctrl-C: the program's
-            _frames.hide(exc)
-            raise
+def _carrying(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The replacement of a ``put`` or a ``send``: its item carries the span
+    (every one of them names it ``obj``; the rest is passed as given)."""
 
-    return put
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def put(self: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(self, _carry(obj, kind), *args, **kwargs)
+            except BaseException as exc:  # a full queue's Ctrl-C: the program's
+                _frames.hide(exc)
+                raise
 
+        return put
 
-def _simple_put(original: Callable[..., Any]) -> Callable[..., Any]:
-    def put(self: Any, obj: Any) -> Any:
-        try:
-            return original(self, _carry(obj, "queue"))
-        except BaseException as exc:
-            _frames.hide(exc)
-            raise
-
-    return put
-
-
-def _send(original: Callable[..., Any]) -> Callable[..., Any]:
-    def send(self: Any, obj: Any) -> Any:
-        try:
-            return original(self, _carry(obj, "pipe"))
-        except BaseException as exc:
-            _frames.hide(exc)
-            raise
-
-    return send
+    return make
 
 
 #: For ``_instrument.stdlib``: by module, (class, method, replacement maker).
 QUEUES: list[tuple[str, str, Callable[[Any], Any]]] = [
-    ("Queue", "put", _queue_put),
-    ("JoinableQueue", "put", _queue_put),
-    ("SimpleQueue", "put", _simple_put),
+    ("Queue", "put", _carrying("queue")),
+    ("JoinableQueue", "put", _carrying("queue")),
+    ("SimpleQueue", "put", _carrying("queue")),
 ]
 CONNECTIONS: list[tuple[str, str, Callable[[Any], Any]]] = [
-    ("_ConnectionBase", "send", _send)
+    ("_ConnectionBase", "send", _carrying("pipe"))
 ]
