@@ -19,6 +19,7 @@ from typing import Any
 
 from conftest import read_jsonl
 
+import mptrace
 from mptrace._cli.stacks import running_sessions
 
 DEADLOCK = textwrap.dedent(
@@ -124,6 +125,14 @@ def test_a_deadlock_seen_live_and_when_stopped(start_method, tmp_path):
         ((name, worker),) = by_process.items()
         assert name.startswith("worker-1[")
         assert f'File "{program}", line {worker_line} in worker' in worker
+        # The program's view: mptrace's frames and its monitor's thread are
+        # left out, and said to be; --all-frames shows them.
+        package = os.path.dirname(os.path.abspath(mptrace.__file__)) + os.sep
+        assert package not in result.stdout, result.stdout
+        assert "(and 1 thread of mptrace's)" in parent.splitlines()[0], parent
+        everything = stacks_command("--all-frames", str(proc.pid))
+        assert package in everything.stdout, everything.stdout
+        assert ": 2 threads" in blocks(everything.stdout)[f"MainProcess[{proc.pid}]"]
         # The same by the session folder.
         again = stacks_command(folder)
         assert again.returncode == 0, again.stderr

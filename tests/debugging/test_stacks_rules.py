@@ -181,3 +181,43 @@ def test_shutdown_that_waits_in_vain_takes_the_stacks(start_method, jsonl):
     frames = [f for t in event["threads"] for f in t["frames"]]
     line = line_of(open(__file__).read(), "the straggler waits " + "here")
     assert {"file": __file__, "line": line, "function": "_straggler"} in frames
+
+
+def test_the_text_leaves_out_mptraces_frames_and_threads_unless_asked():
+    """A dump as a process of the run takes it: the program's thread with
+    mptrace's frames between its own, and a thread mptrace started."""
+    from mptrace._render.stacks import stacks_lines
+
+    package = os.path.dirname(os.path.abspath(mptrace.__file__))
+    stdlib = os.path.dirname(os.__file__)
+
+    def frame(path, line, function):
+        return {"file": path, "line": line, "function": function}
+
+    program = [
+        frame(os.path.join(stdlib, "multiprocessing", "synchronize.py"), 95, "wait"),
+        frame(os.path.join(package, "_instrument", "waits.py"), 250, "wait"),
+        frame("/srv/app/pipeline.py", 12, "main"),
+        frame(os.path.join(package, "_participant", "frames.py"), 71, "call"),
+        frame("/srv/app/pipeline.py", 30, "<module>"),
+    ]
+    monitor = [
+        frame(os.path.join(stdlib, "selectors.py"), 415, "select"),
+        frame(os.path.join(package, "_instrument", "monitor.py"), 325, "_step"),
+        frame(os.path.join(stdlib, "threading.py"), 1038, "_bootstrap"),
+    ]
+    event = {"process": "MainProcess", "pid": 7, "reason": "asked", "threads": [
+        {"id": "0x2", "current": False, "frames": monitor},
+        {"id": "0x1", "current": True, "frames": program},
+    ]}  # fmt: skip
+    lines = stacks_lines(event)
+    assert lines[0] == "MainProcess[7] (asked): 1 thread (and 1 thread of mptrace's)"
+    assert [ln.strip() for ln in lines[2:]] == [
+        f'File "{program[0]["file"]}", line 95 in wait',
+        'File "/srv/app/pipeline.py", line 12 in main',
+        'File "/srv/app/pipeline.py", line 30 in <module>',
+        "(2 frames of mptrace's left out)",
+    ]
+    everything = stacks_lines(event, all_frames=True)
+    assert everything[0] == "MainProcess[7] (asked): 2 threads"
+    assert sum(ln.startswith("    File ") for ln in everything) == 8

@@ -323,7 +323,12 @@ def run(
     help="Seconds to wait for the run's answer.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the events as JSON lines.")
-def stacks(target: str | None, timeout: float, as_json: bool) -> None:
+@click.option(
+    "--all-frames",
+    is_flag=True,
+    help="Show mptrace's own frames and threads too (left out by default).",
+)
+def stacks(target: str | None, timeout: float, as_json: bool, all_frames: bool) -> None:
     """Print the Python stacks of every thread of every process of a going run.
 
     TARGET is the run's session folder (mptrace-PID-XXXX in the temporary
@@ -343,4 +348,4 @@ def stacks(target: str | None, timeout: float, as_json: bool) -> None:
         for event in events:
             click.echo(to_json(event).decode("utf-8"))
     else:
-        click.echo(stacks_text(events))
+        click.echo(stacks_text(events, all_frames))
