@@ -205,6 +205,14 @@ class TestRecorded:
             with pytest.raises(threading.BrokenBarrierError):
                 barrier.wait(0.05)
         found = _waits(session.events())
+        # The Barrier's two parties: the one that waits for the other is
+        # recorded; the other's arrival can pass 10 ms too on a loaded
+        # machine (it takes the condition's lock the first one holds).
+        arrivals = [w for w in found if w[waits.KIND] == "Barrier"
+                    and w[waits.OUTCOME] == "acquired"]  # fmt: skip
+        assert 1 <= len(arrivals) <= 2, found
+        assert max(w[waits.DURATION] for w in arrivals) >= 0.04
+        found = [w for w in found if w not in arrivals[1:]]
         assert len(found) == 4, found
         first, second, passed, broken = found
         assert first[waits.KIND] == "Lock"
