@@ -95,3 +95,16 @@ class TestTaskResources:
         assert "Workers whose memory grows" in page
         assert f"[{pids['leaky']}] grew +{TASKS * 20}." in page
         assert f"task {burn.__module__}.burn on" in page.split("id='costly'", 1)[1]
+
+
+def test_a_page_from_another_thread_is_not_a_task_that_grew():
+    """A task whose worker rose by a page or two (another thread of the worker
+    ran meanwhile) did not grow it; the 20 MiB tasks did."""
+    from mptrace._cli.report_resources import Resources, growing_lines
+
+    resources = Resources()
+    for delta in (20 * MIB, 20 * MIB, 20 * MIB, 8192, 20 * MIB):
+        event = {"kind": "span", "pid": 7, "process": "ForkPoolWorker-1"}
+        resources.add(event, {"mptrace.task.memory.rss_delta": delta})
+    (line,) = growing_lines(resources)
+    assert "over 5 tasks (4 of 5 grew it" in line, line

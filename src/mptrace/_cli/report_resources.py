@@ -23,6 +23,9 @@ COSTLIEST = 5
 MIN_TASKS = 3
 GROWING_SHARE = 0.6
 GROWTH_MIN = 10 * 1024 * 1024
+#: A task "grew" its worker when its RSS rose by more than this: a page or
+#: two from another thread of the worker during the task is not the task's.
+GREW_MIN = 256 * 1024
 CPU = "mptrace.task.cpu"
 RSS_DELTA = "mptrace.task.memory.rss_delta"
 RSS = "mptrace.task.memory.rss"
@@ -68,7 +71,7 @@ class Resources:
                 worker.name = event["process"]
             if type(delta) is int:
                 worker.tasks += 1
-                worker.grew += delta > 0
+                worker.grew += delta > GREW_MIN
                 worker.growth += delta
             if isinstance(cpu, (int, float)):
                 worker.cpu_s += cpu
