@@ -60,6 +60,7 @@ LAZY_ALLOWED = {
         "_listener.progress",
     ): "rich, for the progress line on a terminal only",
     ("_listener.registry", "_listener.otlp"): "the OTLP exporters and gRPC",
+    ("_instrument.process", "__init__"): "the stdlib instrumented in a drop-in's child",
     (
         "_instrument.engines_dask",
         "_instrument.dask_tasks",

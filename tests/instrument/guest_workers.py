@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import threading
 from typing import Any
 
@@ -57,3 +58,22 @@ def asyncio_process(ctx: Any) -> None:
         p.join(60)
 
     asyncio.run(main())
+
+
+def stdlib_grandchild(method: str) -> None:
+    """Start a child with the stdlib's own context (a drop-in's child does)."""
+    import logging
+
+    logging.getLogger("guest").warning("the child")
+    p = multiprocessing.get_context(method).Process(
+        target=say_warning, args=("the grandchild",), name="grandchild"
+    )
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+
+
+def say_warning(what: str) -> None:
+    import logging
+
+    logging.getLogger("guest").warning(what)

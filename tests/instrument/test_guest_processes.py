@@ -189,3 +189,25 @@ class TestRunTraceInEveryThread:
                 assert s["trace_id"] == run["trace_id"], name
                 assert s.get("parent_span_id") == run["span_id"], name
         assert {s["trace_id"] for s in spans} == {run["trace_id"]}
+
+
+class TestADropInsChildInstruments:
+    def test_a_process_its_child_starts_with_the_stdlib_joins(
+        self, start_method, jsonl
+    ):
+        """A child of mptrace's drop-in context instruments the stdlib as the
+        session's owner did, so a process it starts with the stdlib's own
+        context joins too (under spawn and forkserver it did not)."""
+        from guest_workers import stdlib_grandchild
+
+        with mptrace.init(exporters=[f"jsonl:{jsonl}"]):
+            ctx = mptrace.get_context(start_method)
+            p = ctx.Process(target=stdlib_grandchild, args=(start_method,))
+            p.start()
+            p.join(60)
+            assert p.exitcode == 0
+        events = read_jsonl(jsonl)
+        said = [e["event"] for e in events if e.get("logger") == "guest"]
+        assert sorted(said) == ["the child", "the grandchild"], said
+        spans = [e["name"] for e in events if e.get("kind") == "span"]
+        assert "process grandchild" in spans, spans

@@ -104,16 +104,15 @@ def on_bootstrap(
     return code
 
 
-#: Set by ``_instrument.stdlib`` (which imports this module): traces queues
-#: and pipes in a child whose config says so, once it has joined.
-trace_ipc: Callable[[], None] | None = None
-
-
 def _join_session(process: Any, config: ChildConfig) -> None:
     try:
         part = _participant.join(config, getattr(process, "_parent_pid", None))
-        if config.trace_ipc and trace_ipc is not None:
-            trace_ipc()
+        if config.instrument:
+            # As the session's owner did: a spawn or forkserver child of a
+            # drop-in has not (a stdlib one has, and this adds what is left).
+            import mptrace  # the package's instrument(): _instrument.stdlib's
+
+            mptrace.instrument(ipc=config.trace_ipc)
         if config.tracing:
             _lifecycle.child_running(process, part)
             # A program this child starts (subprocess, os.exec*) joins its trace.

@@ -95,9 +95,6 @@ def trace_ipc() -> None:
             _hooks.when_imported(module, _patch)
 
 
-_process.trace_ipc = trace_ipc
-
-
 #: Modules whose replacements take mptrace's frames out of the program's
 #: tracebacks themselves, with no call around them: they run on every lock
 #: and every item. The others go through ``_frames.hiding``.

@@ -58,6 +58,9 @@ class ChildConfig:
     wait_threshold: float = 0.01
     #: Queue and pipe items carry the sender's span (``_instrument.ipc``).
     trace_ipc: bool = False
+    #: The session instruments the stdlib (``init(instrument=)``): so does
+    #: each child, once joined.
+    instrument: bool = False
 
     def __repr__(self) -> str:  # never print the key
         return f"ChildConfig(address={self.address!r}, session_id={self.session_id!r})"

@@ -97,7 +97,8 @@ def read(path: str) -> tuple[ChildConfig, bool] | None:
             console=bool(data["console"]),
             wait_threshold=float(data.get("wait_threshold", 0.01)),
             trace_ipc=bool(data.get("trace_ipc", False)),
+            instrument=bool(data.get("instrument", True)),
         )
-        return config, bool(data.get("instrument", True))
+        return config, config.instrument
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -330,11 +330,7 @@ def init(
     _profile.mark("import")
     _launch.lingering[:] = [p for p in _launch.lingering if p.poll() is None]
     with _lock:
-        if (
-            _session is not None
-            and _session.active
-            and _session.owner_pid == os.getpid()
-        ):
+        if _session and _session.active and _session.owner_pid == os.getpid():
             raise MptraceError(
                 "mptrace.init() was already called in this process; call "
                 "mptrace.shutdown() before starting another session."
@@ -366,7 +362,9 @@ def init(
             _profile.mark("options")
             preload_in_forkserver()
             listener_config.session_dir = folder
-            child_config = _replace(child_config, address=address)
+            child_config = _replace(
+                child_config, address=address, instrument=instrument_
+            )
             session = Session(listener_config, child_config)
             session.traces = traces_
             session.start(launched)  # on failure, it stops the listener
