@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing.process
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -46,6 +47,16 @@ from mptrace._participant import hooks as _hooks
 from mptrace._participant import participant as _participant
 
 _lock = threading.Lock()
+
+
+def _new_lock() -> None:
+    """A forked child's lock is free, whatever another thread of the parent
+    held at the fork (an import patched under it)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock)
 #: (class, attribute) → the original, while instrumented (_INHERITED: the
 #: class had none of its own, a base class's was wrapped).
 _saved: dict[tuple[type, str], Any] = {}
@@ -65,18 +76,14 @@ def instrument(ipc: bool = False) -> None:
     """
     global _active
     with _lock:
-        if _active:
-            if ipc:
-                trace_ipc()
-            return
-        _active = True
+        first, _active = not _active, True
     # multiprocessing.pool and concurrent.futures are patched when the program
     # imports them (most never import the second), not imported here.
-    for module in _REPLACEMENTS:
+    for module in _REPLACEMENTS if first else ():
         if not module.endswith(_ipc.MODULES):  # those: trace_ipc()
             _hooks.when_imported(module, _patch)
     if ipc:
-        trace_ipc()
+        trace_ipc()  # takes the lock itself
 
 
 def trace_ipc() -> None:
