@@ -52,15 +52,10 @@ class TracedBatch:
     def __len__(self) -> int:
         return len(self.batch)
 
+    @_frames.hiding  # the batch's errors: joblib reports them
     def __call__(self) -> Any:
         name = f"task {self.function}"
-        try:
-            return _tracing._run_task(
-                self._run, (), self.carrier, name, len(self.batch)
-            )
-        except BaseException as exc:  # the batch's: joblib reports it
-            _frames.hide(exc)
-            raise
+        return _tracing._run_task(self._run, (), self.carrier, name, len(self.batch))
 
     def _run(self) -> Any:
         trace.get_current_span().set_attribute("code.function.name", self.function)

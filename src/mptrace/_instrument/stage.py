@@ -76,17 +76,14 @@ def join() -> bool:
     path = os.environ.get(_joinfile.JOIN_VAR)
     if not path or _participant.current() is not None or _multiprocessings_own():
         return False
-    found = _joinfile.read(path)
-    if found is None:  # the session has ended, or is another mptrace's
+    config = _joinfile.read(path)
+    if config is None:  # the session has ended, or is another mptrace's
         return False
-    config, instrument = found
     try:
         part = _participant.join(config, os.getppid())
         _joined[:] = [part]
-        if instrument:
-            _stdlib.instrument()
-            if config.trace_ipc:
-                _stdlib.trace_ipc()
+        if config.instrument:
+            _stdlib.instrument(ipc=config.trace_ipc)
         if config.tracing:
             carrier = _root.carrier_from_env()
             part.process_span_context = _tracing.span_context_of(carrier)

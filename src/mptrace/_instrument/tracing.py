@@ -253,14 +253,11 @@ class TaskCall:
     def __reduce__(self) -> tuple[Any, ...]:
         return (TaskCall, (self.func, self.carrier, self.name, self.of))
 
+    @_frames.hiding  # the task's errors: the pool reports them
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         # self positional-only: the function's own ``self=`` is its keyword.
         call = self.func if not kwargs else _with_kwargs(self.func, kwargs)
-        try:
-            return _run_task(call, args, self.carrier, self.name, 1, self.of)
-        except BaseException as exc:  # the task's: the pool reports it
-            _frames.hide(exc)
-            raise
+        return _run_task(call, args, self.carrier, self.name, 1, self.of)
 
 
 def _with_kwargs(
@@ -295,16 +292,11 @@ class ChunkCall:
     def __reduce__(self) -> tuple[Any, ...]:
         return (ChunkCall, (self.mapper, self.carrier, self.name, self.of))
 
+    @_frames.hiding  # the chunk's errors: the pool reports them
     def __call__(self, args: tuple[Any, Any]) -> Any:
         chunk = args[1]
         items = len(chunk) if hasattr(chunk, "__len__") else 1
-        try:
-            return _run_task(
-                self.mapper, (args,), self.carrier, self.name, items, self.of
-            )
-        except BaseException as exc:  # the task's: the pool reports it
-            _frames.hide(exc)
-            raise
+        return _run_task(self.mapper, (args,), self.carrier, self.name, items, self.of)
 
 
 def qualname(func: Any) -> str:

@@ -13,6 +13,7 @@ and only the frames below it go.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from types import TracebackType
@@ -66,6 +67,7 @@ def hide(exc: BaseException) -> None:
 def hiding(func: Callable[..., Any]) -> Callable[..., Any]:
     """*func*, whose exceptions reach its caller without mptrace's frames."""
 
+    @functools.wraps(func)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)

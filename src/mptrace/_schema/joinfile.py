@@ -47,7 +47,7 @@ def without_boot(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def write(path: str, config: ChildConfig, instrument: bool) -> None:
+def write(path: str, config: ChildConfig) -> None:
     """Write *config* to *path*, readable by this user alone."""
     data = {
         "format": FORMAT,
@@ -64,16 +64,16 @@ def write(path: str, config: ChildConfig, instrument: bool) -> None:
         "console": config.console,
         "wait_threshold": config.wait_threshold,
         "trace_ipc": config.trace_ipc,
-        "instrument": instrument,
+        "instrument": config.instrument,
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f)
 
 
-def read(path: str) -> tuple[ChildConfig, bool] | None:
-    """The session's configuration and whether to instrument the stdlib, or
-    None when there is no such file (the session ended) or it is not one
+def read(path: str) -> ChildConfig | None:
+    """The session's configuration (with whether to instrument the stdlib),
+    or None when there is no such file (the session ended) or it is not one
     this mptrace reads."""
     from mptrace._schema.config import ChildConfig
 
@@ -99,6 +99,6 @@ def read(path: str) -> tuple[ChildConfig, bool] | None:
             trace_ipc=bool(data.get("trace_ipc", False)),
             instrument=bool(data.get("instrument", True)),
         )
-        return config, config.instrument
+        return config
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -28,14 +28,14 @@ BOOT = _joinfile.BOOT
 _VARS = (_joinfile.JOIN_VAR, "PYTHONPATH")
 
 
-def carry(folder: str, config: ChildConfig, instrument: bool) -> dict[str, str | None]:
+def carry(folder: str, config: ChildConfig) -> dict[str, str | None]:
     """Write the join file in *folder*; put it and the hook in the environment.
 
     Returns what the two variables held before, for :func:`withdraw`.
     """
     old = {var: os.environ.get(var) for var in _VARS}
     path = os.path.join(folder, _joinfile.JOIN_FILE)
-    _joinfile.write(path, config, instrument)
+    _joinfile.write(path, config)
     os.environ[_joinfile.JOIN_VAR] = path
     entries = [e for e in (old["PYTHONPATH"] or "").split(os.pathsep) if e]
     os.environ["PYTHONPATH"] = os.pathsep.join([BOOT, *entries])

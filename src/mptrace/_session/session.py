@@ -378,7 +378,7 @@ def init(
         _instrument.instrument(ipc=session.child_config.trace_ipc)
         session.instrumented = True
     if subprocesses_:
-        session.reach = _reach.carry(folder, session.child_config, instrument_)
+        session.reach = _reach.carry(folder, session.child_config)
     _profile.mark("instrumentation")
     return session
 
